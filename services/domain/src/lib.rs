@@ -1,0 +1,12 @@
+//! The rules of the zero-employment household (零就业家庭) programme.
+//!
+//! This crate is pure: it knows nothing of AMQP, SQL, HTTP, JSON or the wall
+//! clock. "Today" is always an argument. Wire formats convert into these types
+//! at the edge (`dynzero-contracts`).
+
+pub mod ids;
+pub mod retirement;
+pub mod alerts;
+pub mod facts;
+pub mod reconcile;
+pub mod rules;
