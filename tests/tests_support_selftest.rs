@@ -24,7 +24,9 @@ async fn select_one(conn: &mut PgConnection) -> Result<i32, sqlx::Error> {
     sqlx::query("SELECT 1").fetch_one(conn).await?.try_get(0)
 }
 
-#[tokio::test]
+// Multi-threaded like the services: the proxy's connection tasks may run
+// while the test thread cuts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_cut_breaks_postgres_connections_and_restore_lets_new_ones_in() {
     let db = fresh_database().await;
     let proxy = TcpProxy::start(pg_addr()).expect("proxy starts");
@@ -128,6 +130,7 @@ async fn dropping_the_proxy_closes_its_port_and_connections() {
             .then_some(())
     })
     .await;
+    db.drop_database().await;
 }
 
 fn conn_port(url: &str) -> u16 {

@@ -6,10 +6,13 @@ use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
 /// Forwards every connection accepted on `127.0.0.1:<port>` to a target.
 ///
@@ -109,9 +112,13 @@ async fn accept_loop(
     loop {
         let client = match listener.accept().await {
             Ok((client, _)) => client,
-            // Per-connection errors (e.g. the client already gave up); the
-            // listener itself is still fine.
-            Err(_) => continue,
+            // Per-connection errors (the client already gave up) or out of
+            // file descriptors: the listener itself is still fine. The pause
+            // only keeps a persistent error from spinning this loop.
+            Err(_) => {
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
         };
         if *cut.borrow() {
             reset(client);

@@ -62,7 +62,13 @@ mod tests {
 
     #[test]
     fn names_outside_the_seven_are_not_types() {
-        for s in ["", "Household.Registered", "household.registered ", "household", "dynzero.household.state"] {
+        for s in [
+            "",
+            "Household.Registered",
+            "household.registered ",
+            "household",
+            "dynzero.household.state",
+        ] {
             assert_eq!(EventType::parse(s), None, "{s:?}");
         }
     }

@@ -364,6 +364,7 @@ pub fn job_match(state: &HouseholdState, posting: &JobPosting, posting_data: Val
             m.members.len(),
         ),
         fields: fields(json!({
+            "posting_id": posting.posting_id.as_str(),
             "posting": posting_data,
             "matched_members": m.members.iter().map(|(id, name, age)| json!({"id_number": id.as_str(), "name": name, "age": age})).collect::<Vec<_>>(),
         })),

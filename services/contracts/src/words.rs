@@ -10,16 +10,22 @@ macro_rules! wire_enum {
     ($module:ident, $ty:ty, { $($word:literal => $variant:expr),+ $(,)? }) => {
         pub mod $module {
             use super::*;
-            pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
-                let s = String::deserialize(d)?;
-                match s.as_str() {
-                    $($word => Ok($variant),)+
-                    other => Err(serde::de::Error::custom(format!("unknown value '{other}'"))),
+
+            pub fn parse(s: &str) -> Option<$ty> {
+                match s {
+                    $($word => Some($variant),)+
+                    _ => None,
                 }
             }
-                        pub fn word(v: $ty) -> &'static str {
+
+            pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                let s = String::deserialize(d)?;
+                parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown value '{s}'")))
+            }
+
+            pub fn word(v: $ty) -> &'static str {
                 $(if v == $variant { return $word; })+
-                unreachable!()
+                unreachable!("every variant has a word")
             }
         }
     };

@@ -77,12 +77,26 @@ pub fn status_alert(
     next: &HouseholdState,
     status_since: NaiveDate,
 ) -> Option<StatusAlert> {
-    let was_zero = previous.is_some_and(|p| p.status == HouseholdStatus::ZeroEmployment);
-    let is_zero = next.status == HouseholdStatus::ZeroEmployment;
+    status_change(
+        previous.map(|p| (p.status, p.zero_since)),
+        next.status,
+        status_since,
+    )
+}
+
+/// [`status_alert`] from what is kept of the last published version: its
+/// status and `zero_since`.
+pub fn status_change(
+    previous: Option<(HouseholdStatus, Option<NaiveDate>)>,
+    next: HouseholdStatus,
+    status_since: NaiveDate,
+) -> Option<StatusAlert> {
+    let was_zero = previous.is_some_and(|(status, _)| status == HouseholdStatus::ZeroEmployment);
+    let is_zero = next == HouseholdStatus::ZeroEmployment;
     match (was_zero, is_zero) {
         (false, true) => Some(StatusAlert::ZeroEmploymentNew),
         (true, false) => {
-            let began = previous.and_then(|p| p.zero_since).unwrap_or(status_since);
+            let began = previous.and_then(|(_, since)| since).unwrap_or(status_since);
             Some(StatusAlert::ZeroEmploymentResolved {
                 days: (status_since - began).num_days().max(0),
             })

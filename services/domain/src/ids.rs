@@ -344,10 +344,12 @@ impl Money {
     /// no floating point is involved, and the exponent may be any size.
     pub fn from_yuan_str(s: &str) -> Result<Self, MoneyError> {
         let number = JsonNumber::parse(s).ok_or(MoneyError::NotANumber)?;
-        // The mantissa's digits without leading or trailing zeros; its value is
-        // `significant × 10^(-scale)`.
-        let digits = number.integer.iter().chain(number.fraction).copied();
-        let all: Vec<u8> = digits.collect();
+        let all: Vec<u8> = number
+            .integer
+            .iter()
+            .chain(number.fraction)
+            .copied()
+            .collect();
         let first = all.iter().position(|&d| d != b'0');
         let Some(first) = first else {
             return Ok(Money::ZERO);
@@ -356,6 +358,8 @@ impl Money {
             return Err(MoneyError::Negative);
         }
         let last = all.iter().rposition(|&d| d != b'0').unwrap_or(first);
+        // The value is `significant × 10^(-scale)`: the mantissa's digits without
+        // leading or trailing zeros, and where the decimal point falls.
         let significant = &all[first..=last];
         let trailing_zeros = (all.len() - 1 - last) as i128;
         let scale = number.fraction.len() as i128 - number.exponent - trailing_zeros;

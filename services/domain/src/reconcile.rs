@@ -235,16 +235,18 @@ impl Timeline {
                         }
                     }
                     Finding::Unemployed => {
-                        if let Some(hr) = open
+                        // Only an HR registration has terms and an employer.
+                        let hr = open
                             .iter()
                             .filter(|e| e.terms.is_some())
-                            .max_by_key(|e| e.started)
-                        {
+                            .filter_map(|e| e.employer.as_ref().map(|u| (e.started, u)))
+                            .max_by_key(|(started, _)| *started);
+                        if let Some((_, employer)) = hr {
                             let conflict = Conflict {
                                 visit: visit.clone(),
                                 id_number: id_number.clone(),
                                 visit_date: fact.order.date,
-                                employer_uscc: hr.employer.clone().expect("HR employments have an employer"),
+                                employer_uscc: employer.clone(),
                             };
                             timeline.conflicts.push((fact.order, conflict));
                         }

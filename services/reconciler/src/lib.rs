@@ -1,1 +1,13 @@
+//! The reconciler service: consumes inbound events from RabbitMQ, reconciles
+//! households in PostgreSQL with the domain core, and relays states and
+//! alerts back out.
 
+pub mod amqp;
+pub mod clock;
+pub mod consumer;
+pub mod hub;
+pub mod metrics;
+pub mod relay;
+pub mod service;
+pub mod settings;
+pub mod store;

@@ -1,0 +1,219 @@
+//! Consumes `dynzero.reconciler`: each delivery is applied in one transaction
+//! and acknowledged only after that commits (or after its rejection is
+//! confirmed on `dynzero.rejected`).
+
+use crate::amqp::{self, PublishError};
+use crate::hub::{Hub, ProcessError, Processed};
+use dynzero_contracts::rejection::{Reason, Rejection};
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::message::Delivery;
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use std::sync::Arc;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+/// What became of one delivery.
+enum Handled {
+    Acked,
+    /// The broker connection failed under it: it will come again.
+    BrokerLost,
+    /// Shutdown came while a dependency was down: left unacknowledged for redelivery.
+    Abandoned,
+}
+
+/// Consume until `shutdown` turns true, reconnecting to the broker as often as
+/// it takes. `processed` is notified after each commit, to wake the relay.
+pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    let settings = &hub.settings.amqp;
+    let mut backoff = amqp::backoff();
+    while !*shutdown.borrow() {
+        let session = async {
+            let connection = amqp::connect(&settings.url).await?;
+            let channel = connection.create_channel().await?;
+            amqp::declare_topology(&channel, settings).await?;
+            channel.basic_qos(settings.prefetch, BasicQosOptions::default()).await?;
+            let rejections = amqp::confirm_channel(&connection).await?;
+            let consumer = channel
+                .basic_consume(
+                    settings.queue.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok::<_, lapin::Error>((connection, channel, rejections, consumer))
+        };
+        let (connection, channel, rejections, mut consumer) = tokio::select! {
+            session = session => match session {
+                Ok(s) => s,
+                Err(e) => {
+                    let wait = backoff.next().unwrap_or_default();
+                    warn!(error = %e, ?wait, "broker unavailable; the consumer will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        info!(queue = %settings.queue, "consuming");
+        backoff = amqp::backoff();
+        loop {
+            let delivery = tokio::select! {
+                d = consumer.next() => d,
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        close(&connection, &channel, consumer.tag().as_str()).await;
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let delivery = match delivery {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    warn!(error = %e, "consumer failed; reconnecting");
+                    break;
+                }
+                None => {
+                    warn!("consumer cancelled by the broker; reconnecting");
+                    break;
+                }
+            };
+            match handle(&hub, &rejections, &delivery, &mut shutdown).await {
+                Handled::Acked => processed.notify_one(),
+                Handled::BrokerLost => break,
+                Handled::Abandoned => {
+                    close(&connection, &channel, consumer.tag().as_str()).await;
+                    return;
+                }
+            }
+        }
+        let _ = connection.close(200, "reconnecting".into()).await;
+    }
+}
+
+async fn close(connection: &Connection, channel: &Channel, tag: &str) {
+    let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+    let _ = channel.close(200, "OK".into()).await;
+    let _ = connection.close(200, "OK".into()).await;
+    info!("consumer stopped");
+}
+
+async fn handle(
+    hub: &Arc<Hub>,
+    rejections: &Channel,
+    delivery: &Delivery,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Handled {
+    let mut backoff = amqp::backoff();
+    loop {
+        // A panic in processing is a defect like any other: caught, counted toward poison.
+        let outcome = {
+            let hub = hub.clone();
+            let body = delivery.data.clone();
+            match tokio::spawn(async move { hub.process(&body).await }).await {
+                Ok(outcome) => outcome,
+                Err(e) => Err(ProcessError::Failed(anyhow::anyhow!("processing panicked: {e}"))),
+            }
+        };
+        let result = match outcome {
+            Ok(Processed::Applied) => {
+                hub.metrics.processed();
+                ack(delivery).await
+            }
+            Ok(Processed::Duplicate) => {
+                hub.metrics.duplicate();
+                ack(delivery).await
+            }
+            Ok(Processed::Rejected(rejection)) => reject(hub, rejections, delivery, &rejection).await,
+            Err(ProcessError::Transient(e)) => {
+                hub.metrics.transient();
+                let wait = backoff.next().unwrap_or_default();
+                warn!(error = %e, ?wait, "a dependency is down; the message waits");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    return Handled::Abandoned;
+                }
+                continue;
+            }
+            Err(ProcessError::Failed(e)) => {
+                let attempts = amqp::delivery_count(&delivery.properties) + 1;
+                if attempts >= hub.settings.amqp.poison_after {
+                    warn!(error = %e, attempts, "processing keeps failing; rejecting as poison");
+                    let rejection = Rejection::new(
+                        Reason::Poison,
+                        format!("processing failed {attempts} times; last error: {e:#}"),
+                    );
+                    reject(hub, rejections, delivery, &rejection).await
+                } else {
+                    warn!(error = %e, attempts, "processing failed; the broker will redeliver");
+                    delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(PublishError::from)
+                }
+            }
+        };
+        return match result {
+            Ok(()) => Handled::Acked,
+            Err(e) => {
+                warn!(error = %e, "broker lost while settling a delivery");
+                Handled::BrokerLost
+            }
+        };
+    }
+}
+
+async fn ack(delivery: &Delivery) -> Result<(), PublishError> {
+    delivery.acker.ack(BasicAckOptions::default()).await?;
+    Ok(())
+}
+
+/// Publish the original body and properties, plus the reason, to the
+/// rejected exchange; ack the original only once the broker confirmed that.
+async fn reject(
+    hub: &Hub,
+    rejections: &Channel,
+    delivery: &Delivery,
+    rejection: &Rejection,
+) -> Result<(), PublishError> {
+    let properties = amqp::rejected_properties(
+        &delivery.properties,
+        rejection.reason.as_str(),
+        &rejection.detail,
+    );
+    amqp::publish_confirmed(
+        rejections,
+        &hub.settings.amqp.rejected_exchange,
+        delivery.routing_key.as_str(),
+        &delivery.data,
+        properties,
+    )
+    .await?;
+    hub.metrics.rejected(rejection.reason);
+    warn!(reason = %rejection.reason, detail = %rejection.detail, "message rejected");
+    // The audit record is a convenience; the message itself is safe on the rejected queue.
+    if let Err(e) = sqlx::query("INSERT INTO rejection (reason, detail, routing_key) VALUES ($1, $2, $3)")
+        .bind(rejection.reason.as_str())
+        .bind(&rejection.detail)
+        .bind(delivery.routing_key.as_str())
+        .execute(&hub.pool)
+        .await
+    {
+        warn!(error = %e, "could not record the rejection");
+    }
+    ack(delivery).await
+}
