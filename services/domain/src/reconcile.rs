@@ -278,13 +278,16 @@ impl Timeline {
 }
 
 /// Same-order facts of one person are applied ends first, then starts, so a
-/// permutation of the input cannot change the outcome.
+/// permutation of the input cannot change the outcome. A visit naming a person
+/// twice applies `flexible` before `employed`: the first opens, the second
+/// confirms, whatever order the findings were handed over in.
 fn rank(event: &EmploymentEvent) -> u8 {
     match event {
         EmploymentEvent::Visited { finding: Finding::Unemployed, .. } => 0,
         EmploymentEvent::Ended { .. } => 1,
         EmploymentEvent::Started { .. } => 2,
-        EmploymentEvent::Visited { .. } => 3,
+        EmploymentEvent::Visited { finding: Finding::Flexible, .. } => 3,
+        EmploymentEvent::Visited { finding: Finding::Employed, .. } => 4,
     }
 }
 

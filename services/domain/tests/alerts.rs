@@ -206,6 +206,14 @@ fn twenty_of_two_hundred_is_an_early_warning() {
 }
 
 #[test]
+fn twenty_people_are_a_warning_whatever_the_headcount() {
+    let size = layoff_early_warning(&planned(20, 1000)).expect("20 people meet the threshold");
+    assert_eq!(size.count, 20);
+    assert!((size.ratio - 0.02).abs() < 1e-12, "{}", size.ratio);
+    assert_eq!(layoff_early_warning(&planned(19, 1000)), None);
+}
+
+#[test]
 fn three_of_thirty_is_ten_percent_and_a_warning() {
     let size = layoff_early_warning(&planned(3, 30)).expect("10 % meets the threshold");
     assert_eq!(size.count, 3);

@@ -71,6 +71,8 @@ enum FactSpec {
         contract_months: Option<u32>,
         wage: i64,
         social_insurance: bool,
+        /// A matching `employment.ended` this many days later (arriving later).
+        ends_after: Option<i64>,
     },
     End {
         person: usize,
@@ -129,7 +131,8 @@ fn date_between(from: &str, to: &str) -> impl Strategy<Value = NaiveDate> {
 
 fn person_spec() -> impl Strategy<Value = PersonSpec> {
     let birth = prop_oneof![
-        3 => date_between("1950-01-01", "2000-12-31"),
+        4 => date_between("1973-01-01", "2000-12-31"),
+        1 => date_between("1940-01-01", "1963-01-01"),
         // Turning 16 inside the window.
         2 => date_between("2008-06-01", "2011-06-30"),
         // Reaching retirement inside the window (men M60, women F55).
@@ -146,8 +149,8 @@ fn person_spec() -> impl Strategy<Value = PersonSpec> {
     (
         birth,
         any::<bool>(),
-        prop::bool::weighted(0.85),
-        prop::bool::weighted(0.85),
+        prop::bool::weighted(0.9),
+        prop::bool::weighted(0.9),
         status,
     )
         .prop_map(
@@ -190,17 +193,18 @@ fn fact_spec() -> impl Strategy<Value = FactSpec> {
         1 => Just(SubsidyChangeKind::Revoked)
     ];
     prop_oneof![
-        3 => (
+        4 => (
             0usize..4,
             1u32..=3,
             fact_day(),
             kind,
             prop::option::weighted(0.8, 1u32..=36),
             1800i64..3200,
-            any::<bool>()
+            any::<bool>(),
+            prop::option::weighted(0.5, 1i64..200)
         )
             .prop_map(
-                |(person, employer, day, kind, contract_months, wage, social_insurance)| {
+                |(person, employer, day, kind, contract_months, wage, social_insurance, ends_after)| {
                     FactSpec::Start {
                         person,
                         employer,
@@ -209,6 +213,7 @@ fn fact_spec() -> impl Strategy<Value = FactSpec> {
                         contract_months,
                         wage,
                         social_insurance,
+                        ends_after,
                     }
                 }
             ),
@@ -296,12 +301,16 @@ impl Scenario {
             .collect()
     }
 
-    /// Distinct arrivals (the index), distinct times (the index breaks ties).
+    /// Distinct arrivals and times for distinct indexes: the facts are 0–19,
+    /// the first registration 20, the ends paired with starts 30–49.
     fn order(&self, index: usize, day_offset: i64) -> Order {
         let epoch: DateTime<Utc> = t("2025-01-01T00:00:00Z");
         Order {
             date: day(day_offset),
-            time: epoch + Duration::minutes(i64::from(self.times[index]) * 100 + index as i64),
+            time: epoch
+                + Duration::minutes(
+                    i64::from(self.times[index % self.times.len()]) * 100 + index as i64,
+                ),
             arrival: index as i64 + 1,
         }
     }
@@ -333,19 +342,31 @@ impl Scenario {
                     contract_months,
                     wage,
                     social_insurance,
-                } => facts.employment.push(EmploymentFact {
-                    id_number: ids[person % n].clone(),
-                    order: self.order(index, *day),
-                    event: EmploymentEvent::Started {
-                        employer: employer(*e),
-                        terms: Terms {
-                            kind: *kind,
-                            contract_months: *contract_months,
-                            monthly_wage: yuan(*wage),
-                            social_insurance: *social_insurance,
+                    ends_after,
+                } => {
+                    facts.employment.push(EmploymentFact {
+                        id_number: ids[person % n].clone(),
+                        order: self.order(index, *day),
+                        event: EmploymentEvent::Started {
+                            employer: employer(*e),
+                            terms: Terms {
+                                kind: *kind,
+                                contract_months: *contract_months,
+                                monthly_wage: yuan(*wage),
+                                social_insurance: *social_insurance,
+                            },
                         },
-                    },
-                }),
+                    });
+                    if let Some(after) = ends_after {
+                        facts.employment.push(EmploymentFact {
+                            id_number: ids[person % n].clone(),
+                            order: self.order(index + 30, day + after),
+                            event: EmploymentEvent::Ended {
+                                employer: employer(*e),
+                            },
+                        });
+                    }
+                }
                 FactSpec::End {
                     person,
                     employer: e,

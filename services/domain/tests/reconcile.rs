@@ -1126,3 +1126,23 @@ fn status_on_with_extra_facts_does_not_change_the_known_facts() {
         Some(Employed)
     );
 }
+
+#[test]
+fn a_visit_naming_a_person_twice_gives_the_same_state_in_any_order() {
+    let (mut h, adult) = one_adult();
+    h.visit(
+        d("2025-06-01"),
+        &[(&adult, Finding::Employed), (&adult, Finding::Flexible)],
+    );
+    let forward = on(&h, "2025-06-01");
+    let mut reversed = h.facts().clone();
+    reversed.employment.reverse();
+    let backward = reconcile(&reversed, d("2025-06-01"), &rules()).unwrap();
+    assert_eq!(forward.state.status, Employed);
+    assert_eq!(forward, backward);
+    // The more specific finding gives the kind.
+    assert_eq!(
+        forward.state.members[0].employment_kind,
+        Some(EmploymentKind::Flexible)
+    );
+}

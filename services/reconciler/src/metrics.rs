@@ -35,6 +35,15 @@ impl Metrics {
     pub fn transient(&self) {
         self.transient.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn processed_count(&self) -> u64 {
+        self.processed.load(Ordering::Relaxed)
+    }
+    pub fn duplicate_count(&self) -> u64 {
+        self.duplicate.load(Ordering::Relaxed)
+    }
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().map(|r| r.load(Ordering::Relaxed)).sum()
+    }
     pub fn rejected_count(&self, reason: Reason) -> u64 {
         self.rejected[reason as usize].load(Ordering::Relaxed)
     }

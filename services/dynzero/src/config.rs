@@ -1,0 +1,22 @@
+//! Layered configuration: config/default.toml (built in), an optional file,
+//! then environment variables `DYNZERO__SECTION__KEY`.
+
+use dynzero_reconciler::settings::Settings;
+use std::path::Path;
+
+const DEFAULT: &str = include_str!("../../../config/default.toml");
+
+pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULT, config::FileFormat::Toml));
+    if let Some(file) = file {
+        builder = builder.add_source(config::File::from(file).required(true));
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("DYNZERO")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true),
+    );
+    Ok(builder.build()?.try_deserialize()?)
+}

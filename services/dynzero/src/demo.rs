@@ -1,0 +1,178 @@
+//! `dynzero demo`: the hub against the local broker and database, fed a
+//! generated sample of a few communities, and a board of what came out.
+
+use anyhow::Context;
+use chrono::Utc;
+use dynzero_reconciler::amqp;
+use dynzero_reconciler::clock::{Clock, SystemClock};
+use dynzero_reconciler::service::{Parts, Reconciler};
+use dynzero_reconciler::settings::{Settings, redact};
+use dynzero_simulator::{City, CityConfig};
+use lapin::BasicProperties;
+use lapin::types::ShortString;
+use sqlx::{Connection, PgConnection, Row};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub async fn run(settings: Settings, households: usize, seed: u64) -> anyhow::Result<()> {
+    create_database_if_missing(&settings.database.url).await?;
+    let started = Utc::now();
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let today = clock.today();
+    let reconciler = Reconciler::build(settings.clone(), clock).await?;
+    let hub = reconciler.hub().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(reconciler.run_until(Parts::ALL, async {
+        let _ = stopped.await;
+    }));
+
+    let tag = format!("{:04X}", rand::random::<u16>());
+    let mut config = CityConfig::small(seed, households, households * 2, today);
+    config.tag = tag.clone();
+    let messages = City::new(config).demo();
+    let connection = amqp::connect(&settings.amqp.url)
+        .await
+        .with_context(|| format!("connecting to {}", redact(&settings.amqp.url)))?;
+    let channel = amqp::confirm_channel(&connection).await?;
+    amqp::declare_topology(&channel, &settings.amqp).await?;
+    for m in &messages {
+        let props = BasicProperties::default()
+            .with_content_type(ShortString::from("application/cloudevents+json"))
+            .with_delivery_mode(2);
+        amqp::publish_confirmed(&channel, &settings.amqp.inbound_exchange, &m.routing_key, &m.body, props).await?;
+    }
+    let _ = connection.close(200, "OK".into()).await;
+    eprintln!("published {} messages ({} deliberately bad); waiting for the hub…", messages.len(),
+        messages.iter().filter(|m| !m.valid).count());
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let total = messages.len() as u64;
+    let mut db = PgConnection::connect(&settings.database.url).await?;
+    loop {
+        let m = &hub.metrics;
+        let settled = m.processed_count() + m.duplicate_count() + m.rejected_total();
+        let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&mut db).await?;
+        if settled >= total && outbox == 0 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the hub settled {settled} of {total} messages in 120 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    print_board(&mut db, &tag, started).await?;
+    let _ = stop.send(());
+    running.await??;
+    Ok(())
+}
+
+async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    let (server, name) = url
+        .rsplit_once('/')
+        .context("database.url has no database name")?;
+    let name = name.split('?').next().unwrap_or(name);
+    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("connecting to {}", redact(server)))?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        // A database name cannot be a bind parameter; quotes are stripped.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{}\"", name.replace('"', ""))))
+            .execute(&mut admin)
+            .await?;
+        eprintln!("created database {name}");
+    }
+    Ok(())
+}
+
+async fn print_board(db: &mut PgConnection, tag: &str, since: chrono::DateTime<Utc>) -> anyhow::Result<()> {
+    let pattern = format!("HH{tag}-%");
+    let households = sqlx::query(
+        "SELECT household_id, division_code, status, zero_since, content->'dibao' AS dibao
+         FROM household WHERE household_id LIKE $1 AND version > 0 ORDER BY division_code, household_id",
+    )
+    .bind(&pattern)
+    .fetch_all(&mut *db)
+    .await?;
+    let alerts = sqlx::query(
+        "SELECT kind, division_code, summary FROM alert WHERE raised_at >= $1 ORDER BY division_code, kind, id",
+    )
+    .bind(since)
+    .fetch_all(&mut *db)
+    .await?;
+    let rejections = sqlx::query("SELECT reason, detail FROM rejection WHERE rejected_at >= $1 ORDER BY seq")
+        .bind(since)
+        .fetch_all(&mut *db)
+        .await?;
+
+    println!("\n零就业家庭动态监测看板 — dynzero demo (run {tag})");
+    println!("{} households reconciled\n", households.len());
+    let mut tree: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<String>>>> = BTreeMap::new();
+    for row in &households {
+        let division: String = row.get("division_code");
+        let community = tree
+            .entry(division[..6].to_string())
+            .or_default()
+            .entry(division[..9].to_string())
+            .or_default()
+            .entry(division.clone())
+            .or_default();
+        if row.get::<String, _>("status") == "zero_employment" {
+            let since: Option<chrono::NaiveDate> = row.get("zero_since");
+            let dibao: Option<serde_json::Value> = row.get("dibao");
+            community.push(format!(
+                "{} 自 {}{}",
+                row.get::<String, _>("household_id"),
+                since.map(|d| d.to_string()).unwrap_or_default(),
+                if dibao.is_some_and(|d| !d.is_null()) { "（低保）" } else { "" }
+            ));
+        }
+    }
+    let mut alert_counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for row in &alerts {
+        *alert_counts
+            .entry(row.get("division_code"))
+            .or_default()
+            .entry(row.get("kind"))
+            .or_default() += 1;
+    }
+    let count_under = |prefix: &str| -> String {
+        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+        for (division, counts) in &alert_counts {
+            if division.starts_with(prefix) {
+                for (kind, n) in counts {
+                    *kinds.entry(kind.as_str()).or_default() += n;
+                }
+            }
+        }
+        kinds.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+    };
+    for (district, streets) in &tree {
+        let zero: usize = streets.values().flat_map(|s| s.values()).map(Vec::len).sum();
+        println!("区县 {district}: {zero} 户零就业 | 告警: {}", count_under(district));
+        for (street, communities) in streets {
+            let zero: usize = communities.values().map(Vec::len).sum();
+            println!("  街道 {street}: {zero} 户零就业 | 告警: {}", count_under(street));
+            for (community, zero) in communities {
+                println!("    社区 {community}: {} 户零就业 | 告警: {}", zero.len(), count_under(community));
+                for household in zero {
+                    println!("      - {household}");
+                }
+            }
+        }
+    }
+    println!("\n告警 ({}):", alerts.len());
+    for row in alerts.iter().take(15) {
+        println!("  [{}] {}", row.get::<String, _>("kind"), row.get::<String, _>("summary"));
+    }
+    if alerts.len() > 15 {
+        println!("  … and {} more", alerts.len() - 15);
+    }
+    println!("\n被拒绝的消息 ({}):", rejections.len());
+    for row in &rejections {
+        println!("  {}: {}", row.get::<String, _>("reason"), row.get::<String, _>("detail"));
+    }
+    Ok(())
+}
