@@ -22,6 +22,7 @@ mod broker;
 mod database;
 mod env;
 mod eventually;
+pub mod hub;
 mod proxy;
 
 pub use broker::{

@@ -8,7 +8,9 @@ use dynzero_domain::alerts::{
     layoff_early_warning, layoff_threshold, layoff_unreported, next_overdue_check,
     placement_overdue, shanghai_date, status_alert, visit_overdue,
 };
-use dynzero_domain::facts::{EmploymentKind, JobPosting, LayoffNotice, LayoffStage, MemberStatus};
+use dynzero_domain::facts::{
+    EmploymentKind, Finding, JobPosting, LayoffNotice, LayoffStage, MemberStatus,
+};
 use dynzero_domain::ids::{IdNumber, Sex};
 use dynzero_domain::reconcile::{Dibao, HouseholdState, HouseholdStatus, MemberState, reconcile};
 use dynzero_domain::rules::Rules;
@@ -514,10 +516,7 @@ fn at_risk_is_reevaluated_against_changed_facts() {
     let notice = planned_of("CY-1", 1, std::slice::from_ref(&p), "2026-07-01");
     assert!(household_at_risk(h.facts(), &notice, d("2026-05-01"), &rules()).is_some());
     // Q finds flexible work before the date: no longer at risk.
-    h.visit(
-        d("2026-06-01"),
-        &[(&q, dynzero_domain::facts::Finding::Flexible)],
-    );
+    h.visit(d("2026-06-01"), &[(&q, Finding::Flexible)]);
     assert_eq!(
         household_at_risk(h.facts(), &notice, d("2026-06-02"), &rules()),
         None
@@ -599,7 +598,7 @@ fn job_match_age_bounds_are_inclusive_in_completed_years() {
     );
     let matches = job_matches(
         &posting(DIVISION, 1, (Some(30), Some(40)), TODAY),
-        &[h.clone()],
+        std::slice::from_ref(&h),
         d(TODAY),
     );
     assert_eq!(matches.len(), 1);
@@ -613,13 +612,13 @@ fn job_match_age_bounds_are_inclusive_in_completed_years() {
 
     let only_min = job_matches(
         &posting(DIVISION, 1, (Some(40), None), TODAY),
-        &[h.clone()],
+        std::slice::from_ref(&h),
         d(TODAY),
     );
     assert_eq!(only_min[0].members.len(), 2);
     let only_max = job_matches(
         &posting(DIVISION, 1, (None, Some(29)), TODAY),
-        &[h.clone()],
+        std::slice::from_ref(&h),
         d(TODAY),
     );
     assert_eq!(

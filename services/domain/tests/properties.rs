@@ -487,7 +487,7 @@ impl Shuffler {
     }
 
     fn pick(&mut self) -> bool {
-        self.next() % 3 == 0
+        self.next().is_multiple_of(3)
     }
 }
 

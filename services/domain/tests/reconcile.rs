@@ -4,7 +4,10 @@
 mod common;
 
 use common::*;
-use dynzero_domain::facts::{EmploymentKind, Finding, MemberStatus, SubsidyChangeKind};
+use dynzero_domain::facts::{
+    EmploymentEvent, EmploymentFact, EmploymentKind, Finding, LayoffStage, MemberStatus,
+    SubsidyChangeKind, Terms,
+};
 use dynzero_domain::ids::IdNumber;
 use dynzero_domain::reconcile::{
     Dibao, HouseholdStatus, MemberState, Reconciled, members_on, reconcile, status_on,
@@ -386,10 +389,10 @@ fn same_date_starts_are_ordered_by_time_then_arrival() {
         (&a, EmploymentKind::Formal, late),
         (&b, EmploymentKind::Flexible, early),
     ] {
-        h.employment(dynzero_domain::facts::EmploymentFact {
+        h.employment(EmploymentFact {
             id_number: adult.clone(),
             order,
-            event: dynzero_domain::facts::EmploymentEvent::Started {
+            event: EmploymentEvent::Started {
                 employer: employer_uscc.clone(),
                 terms: terms(kind, None, yuan(3000), true),
             },
@@ -405,7 +408,7 @@ fn same_date_starts_are_ordered_by_time_then_arrival() {
 
 // ---- stable employment ----
 
-fn stable_with(t: dynzero_domain::facts::Terms, rules: &Rules) -> bool {
+fn stable_with(t: Terms, rules: &Rules) -> bool {
     let (mut h, adult) = one_adult();
     h.start_with(&adult, &employer(1), d("2025-03-01"), t);
     reconcile(h.facts(), d("2025-06-01"), rules)
@@ -1106,7 +1109,7 @@ fn status_on_with_extra_facts_does_not_change_the_known_facts() {
     h.start(&adult, &a, d("2025-02-01"));
     let notice = layoff(
         "CY-9",
-        dynzero_domain::facts::LayoffStage::Planned,
+        LayoffStage::Planned,
         &a,
         100,
         std::slice::from_ref(&adult),
