@@ -13,10 +13,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn scenario(seed: u64, households: usize, events: usize) -> Vec<(String, Vec<u8>)> {
-    let mut city = City::new(CityConfig::small(seed, households, events, scenario_today()));
+    let mut city = City::new(CityConfig::small(
+        seed,
+        households,
+        events,
+        scenario_today(),
+    ));
     let mut messages = city.backfill();
     messages.extend(city.events());
-    messages.into_iter().map(|m| (m.routing_key, m.body)).collect()
+    messages
+        .into_iter()
+        .map(|m| (m.routing_key, m.body))
+        .collect()
 }
 
 /// The same facts in any order, with duplicates, give the states the domain
@@ -25,7 +33,11 @@ fn scenario(seed: u64, households: usize, events: usize) -> Vec<(String, Vec<u8>
 async fn shuffled_scenario_with_duplicates_reaches_the_domain_cores_states() {
     let fixture = Fixture::new().await;
     let messages = scenario(11, 150, 700);
-    assert!(messages.len() >= 1000, "scenario has {} messages", messages.len());
+    assert!(
+        messages.len() >= 1000,
+        "scenario has {} messages",
+        messages.len()
+    );
     let rules = fixture.settings.rules.rules().expect("default rules");
     let bodies: Vec<&[u8]> = messages.iter().map(|(_, b)| b.as_slice()).collect();
     let expected = expected_states(&bodies, scenario_today(), &rules);
@@ -33,33 +45,47 @@ async fn shuffled_scenario_with_duplicates_reaches_the_domain_cores_states() {
 
     let mut rng = StdRng::seed_from_u64(5);
     let mut shuffled = messages.clone();
-    let duplicates: Vec<_> = messages.choose_multiple(&mut rng, messages.len() / 10).cloned().collect();
+    let duplicates: Vec<_> = messages
+        .choose_multiple(&mut rng, messages.len() / 10)
+        .cloned()
+        .collect();
     shuffled.extend(duplicates);
     shuffled.shuffle(&mut rng);
 
     let hub = fixture.start().await;
     fixture.publish(&shuffled).await;
     let total = shuffled.len() as u64;
-    eventually(Duration::from_secs(240), "every message settled", || async {
-        (hub.settled() >= total).then_some(())
-    })
+    eventually(
+        Duration::from_secs(240),
+        "every message settled",
+        || async { (hub.settled() >= total).then_some(()) },
+    )
     .await;
     let mut latest = BTreeMap::new();
     fixture
         .latest_states(&mut latest, Duration::from_secs(60), |seen| {
             seen.len() == expected.len()
-                && seen.iter().all(|(h, s)| expected.get(h) == Some(&content(s)))
+                && seen
+                    .iter()
+                    .all(|(h, s)| expected.get(h) == Some(&content(s)))
         })
         .await;
     hub.stop().await;
 
     assert_eq!(latest.len(), expected.len(), "a state for every household");
     for (household, state) in &latest {
-        assert_eq!(Some(&content(state)), expected.get(household), "household {household}");
+        assert_eq!(
+            Some(&content(state)),
+            expected.get(household),
+            "household {household}"
+        );
     }
     let m = &fixture.settings;
     let _ = m;
-    let zero = latest.values().filter(|s| s["status"] == "zero_employment").count();
+    let zero = latest
+        .values()
+        .filter(|s| s["status"] == "zero_employment")
+        .count();
     assert!(zero > 0, "the scenario has zero-employment households");
 }
 
@@ -82,39 +108,103 @@ fn registration(household: &str, id_number: &str, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rejection_reason_reaches_the_rejected_queue_with_the_original_body() {
     let fixture = Fixture::new().await;
-    let valid_person = dynzero_simulator::id_number("210302", chrono::NaiveDate::from_ymd_opt(1980, 5, 17).unwrap(), true, 3);
+    let valid_person = dynzero_simulator::id_number(
+        "210302",
+        chrono::NaiveDate::from_ymd_opt(1980, 5, 17).unwrap(),
+        true,
+        3,
+    );
     let mut bad_check = valid_person.clone();
     let last = bad_check.pop().unwrap();
     bad_check.push(if last == '0' { '1' } else { '0' });
 
-    let original = event("dup-1", "household.registered", registration("H-1", &valid_person, "王伟"));
-    let conflicting = event("dup-1", "household.registered", registration("H-1", &valid_person, "王芳"));
-    let mut no_time = event("env-1", "household.registered", registration("H-2", &valid_person, "王伟"));
+    let original = event(
+        "dup-1",
+        "household.registered",
+        registration("H-1", &valid_person, "王伟"),
+    );
+    let conflicting = event(
+        "dup-1",
+        "household.registered",
+        registration("H-1", &valid_person, "王芳"),
+    );
+    let mut no_time = event(
+        "env-1",
+        "household.registered",
+        registration("H-2", &valid_person, "王伟"),
+    );
     no_time.as_object_mut().unwrap().remove("time");
     let mut extra_field = registration("H-3", &valid_person, "王伟");
     extra_field["floor"] = json!(3);
     let big = vec![b' '; 1024 * 1024 + 10];
     let cases: Vec<(Reason, String, Vec<u8>)> = vec![
-        (Reason::TooLarge, "household.registered".into(), [b"{}".as_slice(), &big].concat()),
-        (Reason::Malformed, "household.registered".into(), vec![0xff, 0xfe, b'{']),
-        (Reason::EnvelopeInvalid, "household.registered".into(), no_time.to_string().into_bytes()),
-        (Reason::UnknownType, "household.moved".into(),
-            event("t-1", "household.moved", json!({})).to_string().into_bytes()),
-        (Reason::SchemaInvalid, "household.registered".into(),
-            event("s-1", "household.registered", extra_field).to_string().into_bytes()),
-        (Reason::InvalidIdentifier, "household.registered".into(),
-            event("i-1", "household.registered", registration("H-4", &bad_check, "王伟")).to_string().into_bytes()),
+        (
+            Reason::TooLarge,
+            "household.registered".into(),
+            [b"{}".as_slice(), &big].concat(),
+        ),
+        (
+            Reason::Malformed,
+            "household.registered".into(),
+            vec![0xff, 0xfe, b'{'],
+        ),
+        (
+            Reason::EnvelopeInvalid,
+            "household.registered".into(),
+            no_time.to_string().into_bytes(),
+        ),
+        (
+            Reason::UnknownType,
+            "household.moved".into(),
+            event("t-1", "household.moved", json!({}))
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            Reason::SchemaInvalid,
+            "household.registered".into(),
+            event("s-1", "household.registered", extra_field)
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            Reason::InvalidIdentifier,
+            "household.registered".into(),
+            event(
+                "i-1",
+                "household.registered",
+                registration("H-4", &bad_check, "王伟"),
+            )
+            .to_string()
+            .into_bytes(),
+        ),
         // PostgreSQL cannot store a NUL character: processing fails every time.
-        (Reason::Poison, "household.registered".into(),
-            event("p-1", "household.registered", registration("H-5", &valid_person, "王\u{0}伟")).to_string().into_bytes()),
+        (
+            Reason::Poison,
+            "household.registered".into(),
+            event(
+                "p-1",
+                "household.registered",
+                registration("H-5", &valid_person, "王\u{0}伟"),
+            )
+            .to_string()
+            .into_bytes(),
+        ),
     ];
 
     let hub = fixture.start().await;
     // A valid message first, so its (source, id) is known before the conflicting one.
-    fixture.publish(&[("household.registered".into(), original.to_string().into_bytes())]).await;
-    eventually(Duration::from_secs(30), "the original processed", || async {
-        (hub.hub.metrics.processed_count() == 1).then_some(())
-    })
+    fixture
+        .publish(&[(
+            "household.registered".into(),
+            original.to_string().into_bytes(),
+        )])
+        .await;
+    eventually(
+        Duration::from_secs(30),
+        "the original processed",
+        || async { (hub.hub.metrics.processed_count() == 1).then_some(()) },
+    )
     .await;
     let mut published: Vec<(Reason, Vec<u8>)> = Vec::new();
     let mut batch: Vec<(String, Vec<u8>)> = Vec::new();
@@ -128,20 +218,39 @@ async fn every_rejection_reason_reaches_the_rejected_queue_with_the_original_bod
     // Valid messages among the bad ones: none of these may be rejected.
     let redelivery = original.to_string().into_bytes();
     batch.push(("household.registered".into(), redelivery));
-    let other = dynzero_simulator::id_number("210302", chrono::NaiveDate::from_ymd_opt(1985, 2, 1).unwrap(), false, 9);
+    let other = dynzero_simulator::id_number(
+        "210302",
+        chrono::NaiveDate::from_ymd_opt(1985, 2, 1).unwrap(),
+        false,
+        9,
+    );
     batch.push((
         "household.registered".into(),
-        event("ok-2", "household.registered", registration("H-6", &other, "李娜")).to_string().into_bytes(),
+        event(
+            "ok-2",
+            "household.registered",
+            registration("H-6", &other, "李娜"),
+        )
+        .to_string()
+        .into_bytes(),
     ));
     fixture.publish(&batch).await;
 
     let rejected = fixture
         .broker
-        .drain(&fixture.settings.amqp.rejected_queue, |got| got.len() >= published.len(), Duration::from_secs(60))
+        .drain(
+            &fixture.settings.amqp.rejected_queue,
+            |got| got.len() >= published.len(),
+            Duration::from_secs(60),
+        )
         .await;
     let more = fixture
         .broker
-        .drain(&fixture.settings.amqp.rejected_queue, |_| false, Duration::from_millis(500))
+        .drain(
+            &fixture.settings.amqp.rejected_queue,
+            |_| false,
+            Duration::from_millis(500),
+        )
         .await;
     assert!(more.is_empty(), "nothing else is rejected");
     assert_eq!(rejected.len(), published.len());
@@ -158,13 +267,25 @@ async fn every_rejection_reason_reaches_the_rejected_queue_with_the_original_bod
         assert_eq!(got, body, "{reason}: the original body, byte for byte");
         assert!(!detail.is_empty());
     }
-    assert!(by_reason["schema_invalid"].1.contains("/data/floor"), "detail names the pointer");
-    assert!(by_reason["invalid_identifier"].1.contains("/data/members/0/id_number"));
+    assert!(
+        by_reason["schema_invalid"].1.contains("/data/floor"),
+        "detail names the pointer"
+    );
+    assert!(
+        by_reason["invalid_identifier"]
+            .1
+            .contains("/data/members/0/id_number")
+    );
     assert!(by_reason["envelope_invalid"].1.contains("/time"));
 
-    eventually(Duration::from_secs(30), "the valid messages processed", || async {
-        (hub.hub.metrics.processed_count() == 2 && hub.hub.metrics.duplicate_count() == 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the valid messages processed",
+        || async {
+            (hub.hub.metrics.processed_count() == 2 && hub.hub.metrics.duplicate_count() == 1)
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(hub.hub.metrics.rejected_count(Reason::Poison), 1);
     hub.stop().await;

@@ -11,7 +11,7 @@ use dynzero_reconciler::amqp;
 use dynzero_reconciler::clock::{Clock, ManualClock};
 use dynzero_reconciler::hub::Hub;
 use dynzero_reconciler::service::{Parts, Reconciler};
-use dynzero_reconciler::settings::{AmqpSettings, Settings};
+use dynzero_reconciler::settings::{AmqpSettings, DatabaseSettings, Settings};
 use lapin::message::Delivery;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -34,15 +34,18 @@ pub fn scenario_today() -> NaiveDate {
 /// Settings for a test: its own database, prefixed exchange and queue names.
 pub fn test_settings(db_url: &str, amqp: &str) -> Settings {
     let prefix = format!("{}.", unique_name("hub"));
-    let mut settings = Settings::default();
-    settings.amqp = AmqpSettings {
-        url: amqp.to_string(),
-        poison_after: 3,
-        ..AmqpSettings::prefixed(&prefix)
-    };
-    settings.database.url = db_url.to_string();
-    settings.database.max_connections = 4;
-    settings
+    Settings {
+        amqp: AmqpSettings {
+            url: amqp.to_string(),
+            poison_after: 3,
+            ..AmqpSettings::prefixed(&prefix)
+        },
+        database: DatabaseSettings {
+            url: db_url.to_string(),
+            max_connections: 4,
+        },
+        ..Settings::default()
+    }
 }
 
 /// Everything a test needs around one hub: database, settings, clock, and
@@ -70,7 +73,9 @@ impl Fixture {
         amqp::declare_topology(broker.channel(), &settings.amqp)
             .await
             .expect("declaring the hub's topology");
-        let states = broker.capture(&settings.amqp.households_exchange, "#").await;
+        let states = broker
+            .capture(&settings.amqp.households_exchange, "#")
+            .await;
         let alerts = broker.capture(&settings.amqp.alerts_exchange, "#").await;
         Fixture {
             db,
@@ -113,7 +118,10 @@ impl Fixture {
     ) {
         let until = tokio::time::Instant::now() + deadline;
         loop {
-            let batch = self.broker.drain(&self.states, |_| false, Duration::from_millis(300)).await;
+            let batch = self
+                .broker
+                .drain(&self.states, |_| false, Duration::from_millis(300))
+                .await;
             merge_latest(seen, &batch);
             if done(seen) || tokio::time::Instant::now() >= until {
                 return;
@@ -127,7 +135,10 @@ pub fn merge_latest(seen: &mut BTreeMap<String, Value>, deliveries: &[Delivery])
     for d in deliveries {
         let event: Value = serde_json::from_slice(&d.data).expect("outputs are JSON");
         let data = event["data"].clone();
-        let household = data["household_id"].as_str().unwrap_or_default().to_string();
+        let household = data["household_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let version = data["version"].as_i64().unwrap_or_default();
         let newer = seen
             .get(&household)
@@ -150,7 +161,11 @@ pub fn content(state: &Value) -> Value {
 
 /// What the domain core computes for these message bodies applied in the
 /// given order, as of `today`: household_id → state content.
-pub fn expected_states(bodies: &[&[u8]], today: NaiveDate, rules: &Rules) -> BTreeMap<String, Value> {
+pub fn expected_states(
+    bodies: &[&[u8]],
+    today: NaiveDate,
+    rules: &Rules,
+) -> BTreeMap<String, Value> {
     let mut registrations = Vec::new();
     let mut employment = Vec::new();
     let mut visits = Vec::new();
@@ -166,7 +181,9 @@ pub fn expected_states(bodies: &[&[u8]], today: NaiveDate, rules: &Rules) -> BTr
         m.fact.set_arrival(arrival as i64 + 1);
         match m.fact {
             inbound::InboundFact::Registration(r) => registrations.push(r),
-            inbound::InboundFact::Visit { visit, findings, .. } => {
+            inbound::InboundFact::Visit {
+                visit, findings, ..
+            } => {
                 visits.push(visit);
                 employment.extend(findings);
             }
@@ -180,15 +197,21 @@ pub fn expected_states(bodies: &[&[u8]], today: NaiveDate, rules: &Rules) -> BTr
             inbound::InboundFact::Posting(_) => {}
         }
     }
-    let households: std::collections::BTreeSet<_> =
-        registrations.iter().map(|r| r.household_id.clone()).collect();
+    let households: std::collections::BTreeSet<_> = registrations
+        .iter()
+        .map(|r| r.household_id.clone())
+        .collect();
     let mut out = BTreeMap::new();
     for h in households {
         let facts = HouseholdFacts {
             household_id: h.clone(),
             registrations: registrations.clone(),
             employment: employment.clone(),
-            visits: visits.iter().filter(|v| v.household_id == h).cloned().collect(),
+            visits: visits
+                .iter()
+                .filter(|v| v.household_id == h)
+                .cloned()
+                .collect(),
             subsidy_changes: subsidy_changes.clone(),
         };
         if let Some(r) = reconcile(&facts, today, rules) {
@@ -252,7 +275,11 @@ pub fn dynzero_binary() -> PathBuf {
         .and_then(|deps| deps.parent())
         .expect("tests run from target/<profile>/deps");
     let bin = dir.join(format!("dynzero{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} missing: run the tests with `cargo test --workspace`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
     bin
 }
 

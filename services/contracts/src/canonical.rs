@@ -69,7 +69,8 @@ mod tests {
 
     #[test]
     fn key_order_and_white_space_do_not_change_the_digest() {
-        let a: Value = serde_json::from_str(r#"{"b": 1, "a": [1, 2, {"y": true, "x": null}]}"#).unwrap();
+        let a: Value =
+            serde_json::from_str(r#"{"b": 1, "a": [1, 2, {"y": true, "x": null}]}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"a":[1,2,{"x":null,"y":true}],"b":1}"#).unwrap();
         assert_eq!(canonical_digest(&a), canonical_digest(&b));
     }
@@ -87,6 +88,9 @@ mod tests {
             canonical_digest(&json!({"wage": 100.1})),
             canonical_digest(&json!({"wage": 100.11}))
         );
-        assert_ne!(canonical_digest(&json!({"a": "1"})), canonical_digest(&json!({"a": 1})));
+        assert_ne!(
+            canonical_digest(&json!({"a": "1"})),
+            canonical_digest(&json!({"a": 1}))
+        );
     }
 }

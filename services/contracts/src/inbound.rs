@@ -66,7 +66,9 @@ impl InboundFact {
     pub fn set_arrival(&mut self, arrival: i64) {
         match self {
             InboundFact::Registration(r) => r.order.arrival = arrival,
-            InboundFact::Visit { visit, findings, .. } => {
+            InboundFact::Visit {
+                visit, findings, ..
+            } => {
                 visit.order.arrival = arrival;
                 for f in findings {
                     f.order.arrival = arrival;
@@ -86,16 +88,21 @@ pub fn parse(body: &[u8], max_body_bytes: usize, today: NaiveDate) -> Result<Inb
     if body.len() > max_body_bytes {
         return Err(Rejection::new(
             Reason::TooLarge,
-            format!("body is {} bytes, the limit is {max_body_bytes}", body.len()),
+            format!(
+                "body is {} bytes, the limit is {max_body_bytes}",
+                body.len()
+            ),
         ));
     }
-    let text = std::str::from_utf8(body).map_err(|e| {
-        Rejection::new(Reason::Malformed, format!("body is not UTF-8: {e}"))
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| Rejection::new(Reason::Malformed, format!("body is not UTF-8: {e}")))?;
     let value: Value = serde_json::from_str(text)
         .map_err(|e| Rejection::new(Reason::Malformed, format!("body is not JSON: {e}")))?;
     let Value::Object(envelope) = value else {
-        return Err(Rejection::new(Reason::Malformed, "body is not a JSON object"));
+        return Err(Rejection::new(
+            Reason::Malformed,
+            "body is not a JSON object",
+        ));
     };
     let (source, id, type_name, time) = check_envelope(&envelope)?;
     let event_type = EventType::parse(&type_name).ok_or_else(|| {
@@ -107,7 +114,12 @@ pub fn parse(body: &[u8], max_body_bytes: usize, today: NaiveDate) -> Result<Inb
     let data = envelope.get("data").cloned().unwrap_or(Value::Null);
     Schemas::get()
         .validate_inbound(event_type, &data)
-        .map_err(|v| Rejection::new(Reason::SchemaInvalid, format!("/data{}: {}", v.pointer, v.message)))?;
+        .map_err(|v| {
+            Rejection::new(
+                Reason::SchemaInvalid,
+                format!("/data{}: {}", v.pointer, v.message),
+            )
+        })?;
     let fact = to_fact(event_type, &data, &source, &id, time, today)?;
     let data_digest = canonical_digest(&data);
     Ok(Inbound {
@@ -125,7 +137,10 @@ fn envelope_invalid(pointer: &str, why: &str) -> Rejection {
     Rejection::new(Reason::EnvelopeInvalid, format!("{pointer}: {why}"))
 }
 
-fn non_empty_string<'a>(envelope: &'a Map<String, Value>, name: &str) -> Result<&'a str, Rejection> {
+fn non_empty_string<'a>(
+    envelope: &'a Map<String, Value>,
+    name: &str,
+) -> Result<&'a str, Rejection> {
     let pointer = format!("/{name}");
     match envelope.get(name) {
         None => Err(envelope_invalid(&pointer, "missing")),
@@ -197,7 +212,8 @@ fn money(n: &serde_json::Number, pointer: &str) -> Result<Money, Rejection> {
 }
 
 fn date(s: &str, pointer: &str) -> Result<NaiveDate, Rejection> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|e| schema(pointer, format!("not a real date: {e}")))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| schema(pointer, format!("not a real date: {e}")))
 }
 
 fn months(m: Option<u64>, pointer: &str) -> Result<Option<u32>, Rejection> {
@@ -287,7 +303,10 @@ fn to_fact(
             };
             let mut employees = Vec::with_capacity(w.employees.len());
             for (i, e) in w.employees.into_iter().enumerate() {
-                employees.push((id_number(&e.id_number, &format!("/employees/{i}/id_number"), today)?, e.name));
+                employees.push((
+                    id_number(&e.id_number, &format!("/employees/{i}/id_number"), today)?,
+                    e.name,
+                ));
             }
             InboundFact::Layoff(LayoffNotice {
                 notice_id: key(&w.notice_id, "/notice_id")?,
@@ -398,7 +417,10 @@ mod wire {
         pub able_to_work: bool,
         #[serde(default = "yes")]
         pub seeking_work: bool,
-        #[serde(default = "status_none", deserialize_with = "words::member_status::deserialize")]
+        #[serde(
+            default = "status_none",
+            deserialize_with = "words::member_status::deserialize"
+        )]
         pub status: MemberStatus,
     }
 
@@ -493,5 +515,4 @@ mod wire {
         pub age_max: Option<u64>,
         pub valid_until: String,
     }
-
 }

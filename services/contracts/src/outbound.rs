@@ -229,7 +229,10 @@ pub fn zero_employment_new(state: &HouseholdState, household: Value, version: i6
             state.household_id,
             state.division_code,
             labour_force(state),
-            state.zero_since.map(|d| format!("，自 {d} 起")).unwrap_or_default(),
+            state
+                .zero_since
+                .map(|d| format!("，自 {d} 起"))
+                .unwrap_or_default(),
         ),
         fields: fields(json!({ "household": household })),
     }
@@ -259,7 +262,12 @@ fn enterprise(e: &Enterprise) -> Value {
     json!({ "uscc": e.uscc.as_str(), "name": e.name, "division_code": e.division_code.as_str() })
 }
 
-fn layoff_fields(e: &Enterprise, notice_id: &NoticeId, size: LayoffSize, effective: NaiveDate) -> Map<String, Value> {
+fn layoff_fields(
+    e: &Enterprise,
+    notice_id: &NoticeId,
+    size: LayoffSize,
+    effective: NaiveDate,
+) -> Map<String, Value> {
     fields(json!({
         "enterprise": enterprise(e),
         "notice_id": notice_id.as_str(),
@@ -283,7 +291,10 @@ pub fn layoff_early_warning(
         household_id: None,
         summary: format!(
             "裁员预警：{}（{}）报告拟于 {effective} 裁减 {} 人，占职工总数 {:.1}%。请提前对接受影响职工家庭，做好再就业准备。",
-            e.name, e.uscc, size.count, size.ratio * 100.0,
+            e.name,
+            e.uscc,
+            size.count,
+            size.ratio * 100.0,
         ),
         fields: layoff_fields(e, notice_id, size, effective),
     }
@@ -303,7 +314,10 @@ pub fn layoff_unreported(
         household_id: None,
         summary: format!(
             "未按规定提前报告的裁员：{}（{}）于 {effective} 裁减 {} 人（{:.1}%），未见提前 30 日的裁员报告。请核查并跟进受影响家庭。",
-            e.name, e.uscc, size.count, size.ratio * 100.0,
+            e.name,
+            e.uscc,
+            size.count,
+            size.ratio * 100.0,
         ),
         fields: layoff_fields(e, notice_id, size, effective),
     }
@@ -348,7 +362,12 @@ pub fn posting_data(p: &JobPosting, data: &Value) -> Value {
 }
 
 /// `job_match`: one per (posting, household).
-pub fn job_match(state: &HouseholdState, posting: &JobPosting, posting_data: Value, m: &JobMatch) -> Alert {
+pub fn job_match(
+    state: &HouseholdState,
+    posting: &JobPosting,
+    posting_data: Value,
+    m: &JobMatch,
+) -> Alert {
     Alert {
         kind: AlertKind::JobMatch,
         occurrence: format!("{} {}", posting.posting_id, state.household_id),
@@ -402,9 +421,13 @@ pub fn visit_overdue(
             "走访超期：零就业家庭户 {}（{}）{}，已超过 31 天。请安排入户走访。",
             state.household_id,
             state.division_code,
-            last_visit.map_or("尚无走访记录".to_string(), |d| format!("上次走访为 {d}")),
+            last_visit.map_or("尚无走访记录".to_string(), |d| format!(
+                "上次走访为 {d}"
+            )),
         ),
-        fields: fields(json!({ "zero_since": date(zero_since), "last_visit": last_visit.map(date) })),
+        fields: fields(
+            json!({ "zero_since": date(zero_since), "last_visit": last_visit.map(date) }),
+        ),
     }
 }
 

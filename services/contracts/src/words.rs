@@ -56,4 +56,3 @@ wire_enum!(change, SubsidyChangeKind, {
     "granted" => SubsidyChangeKind::Granted, "adjusted" => SubsidyChangeKind::Adjusted,
     "revoked" => SubsidyChangeKind::Revoked,
 });
-

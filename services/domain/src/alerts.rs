@@ -67,7 +67,9 @@ pub fn shanghai_date(time: DateTime<Utc>) -> NaiveDate {
 pub enum StatusAlert {
     ZeroEmploymentNew,
     /// `days`: whole days the zero-employment spell lasted.
-    ZeroEmploymentResolved { days: i64 },
+    ZeroEmploymentResolved {
+        days: i64,
+    },
 }
 
 /// Compare the last published state with the one about to be published.
@@ -96,7 +98,9 @@ pub fn status_change(
     match (was_zero, is_zero) {
         (false, true) => Some(StatusAlert::ZeroEmploymentNew),
         (true, false) => {
-            let began = previous.and_then(|(_, since)| since).unwrap_or(status_since);
+            let began = previous
+                .and_then(|(_, since)| since)
+                .unwrap_or(status_since);
             Some(StatusAlert::ZeroEmploymentResolved {
                 days: (status_since - began).num_days().max(0),
             })
@@ -246,7 +250,12 @@ pub fn job_matches(
         a.zero_since
             .cmp(&b.zero_since)
             .then(b.dibao.is_some().cmp(&a.dibao.is_some()))
-            .then(a.household_id.as_str().as_bytes().cmp(b.household_id.as_str().as_bytes()))
+            .then(
+                a.household_id
+                    .as_str()
+                    .as_bytes()
+                    .cmp(b.household_id.as_str().as_bytes()),
+            )
     });
     matched.truncate(3 * posting.openings as usize);
     matched.into_iter().map(|(_, m)| m).collect()

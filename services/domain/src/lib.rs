@@ -4,9 +4,9 @@
 //! clock. "Today" is always an argument. Wire formats convert into these types
 //! at the edge (`dynzero-contracts`).
 
-pub mod ids;
-pub mod retirement;
 pub mod alerts;
 pub mod facts;
+pub mod ids;
 pub mod reconcile;
+pub mod retirement;
 pub mod rules;

@@ -194,7 +194,11 @@ struct Timeline {
 
 impl Timeline {
     fn build(id_number: &IdNumber, mut events: Vec<&EmploymentFact>, today: NaiveDate) -> Self {
-        events.sort_by(|a, b| a.order.cmp(&b.order).then(rank(&a.event).cmp(&rank(&b.event))));
+        events.sort_by(|a, b| {
+            a.order
+                .cmp(&b.order)
+                .then(rank(&a.event).cmp(&rank(&b.event)))
+        });
         let mut timeline = Timeline::default();
         let mut open: Vec<Employment> = Vec::new();
         let mut captured_today = false;
@@ -205,7 +209,10 @@ impl Timeline {
             }
             match &fact.event {
                 EmploymentEvent::Started { employer, terms } => {
-                    match open.iter_mut().find(|e| e.employer.as_ref() == Some(employer)) {
+                    match open
+                        .iter_mut()
+                        .find(|e| e.employer.as_ref() == Some(employer))
+                    {
                         Some(e) => {
                             e.kind = Some(terms.kind);
                             e.terms = Some(terms.clone());
@@ -283,11 +290,20 @@ impl Timeline {
 /// confirms, whatever order the findings were handed over in.
 fn rank(event: &EmploymentEvent) -> u8 {
     match event {
-        EmploymentEvent::Visited { finding: Finding::Unemployed, .. } => 0,
+        EmploymentEvent::Visited {
+            finding: Finding::Unemployed,
+            ..
+        } => 0,
         EmploymentEvent::Ended { .. } => 1,
         EmploymentEvent::Started { .. } => 2,
-        EmploymentEvent::Visited { finding: Finding::Flexible, .. } => 3,
-        EmploymentEvent::Visited { finding: Finding::Employed, .. } => 4,
+        EmploymentEvent::Visited {
+            finding: Finding::Flexible,
+            ..
+        } => 3,
+        EmploymentEvent::Visited {
+            finding: Finding::Employed,
+            ..
+        } => 4,
     }
 }
 
@@ -317,7 +333,10 @@ impl<'a> Fold<'a> {
             if registration.household_id == facts.household_id {
                 own.push(registration);
             } else {
-                others.entry(&registration.household_id).or_default().push(registration);
+                others
+                    .entry(&registration.household_id)
+                    .or_default()
+                    .push(registration);
             }
         }
         own.sort_by_key(|r| r.order);
@@ -325,8 +344,10 @@ impl<'a> Fold<'a> {
             list.sort_by_key(|r| r.order);
         }
 
-        let people: BTreeSet<&IdNumber> =
-            own.iter().flat_map(|r| r.members.iter().map(|m| &m.id_number)).collect();
+        let people: BTreeSet<&IdNumber> = own
+            .iter()
+            .flat_map(|r| r.members.iter().map(|m| &m.id_number))
+            .collect();
         let mut by_person: BTreeMap<&IdNumber, Vec<&EmploymentFact>> =
             people.iter().map(|p| (*p, Vec::new())).collect();
         for fact in facts.employment.iter().chain(extra) {
@@ -378,7 +399,8 @@ impl<'a> Fold<'a> {
             .filter(|m| {
                 !self.others.values().any(|list| {
                     current(list, day).is_some_and(|other| {
-                        (other.order, &other.household_id) > (snapshot.order, &snapshot.household_id)
+                        (other.order, &other.household_id)
+                            > (snapshot.order, &snapshot.household_id)
                             && other.members.iter().any(|o| o.id_number == m.id_number)
                     })
                 })
@@ -387,7 +409,9 @@ impl<'a> Fold<'a> {
     }
 
     fn employed_on(&self, person: &IdNumber, day: NaiveDate) -> bool {
-        self.timelines.get(person).is_some_and(|t| t.employed_on(day))
+        self.timelines
+            .get(person)
+            .is_some_and(|t| t.employed_on(day))
     }
 
     fn in_labour_force(&self, member: &RegisteredMember, day: NaiveDate) -> bool {
@@ -466,7 +490,12 @@ impl<'a> Fold<'a> {
     /// on or before today is not a revocation, the newest.
     fn dibao(&self, members: &[&RegisteredMember], today: NaiveDate) -> Option<Dibao> {
         let mut latest: BTreeMap<&CaseId, &SubsidyChange> = BTreeMap::new();
-        for change in self.facts.subsidy_changes.iter().filter(|c| c.order.date <= today) {
+        for change in self
+            .facts
+            .subsidy_changes
+            .iter()
+            .filter(|c| c.order.date <= today)
+        {
             let entry = latest.entry(&change.case_id).or_insert(change);
             if (change.order, subsidy_rank(change)) > (entry.order, subsidy_rank(entry)) {
                 *entry = change;

@@ -40,11 +40,21 @@ pub async fn run(settings: Settings, households: usize, seed: u64) -> anyhow::Re
         let props = BasicProperties::default()
             .with_content_type(ShortString::from("application/cloudevents+json"))
             .with_delivery_mode(2);
-        amqp::publish_confirmed(&channel, &settings.amqp.inbound_exchange, &m.routing_key, &m.body, props).await?;
+        amqp::publish_confirmed(
+            &channel,
+            &settings.amqp.inbound_exchange,
+            &m.routing_key,
+            &m.body,
+            props,
+        )
+        .await?;
     }
     let _ = connection.close(200, "OK".into()).await;
-    eprintln!("published {} messages ({} deliberately bad); waiting for the hub…", messages.len(),
-        messages.iter().filter(|m| !m.valid).count());
+    eprintln!(
+        "published {} messages ({} deliberately bad); waiting for the hub…",
+        messages.len(),
+        messages.iter().filter(|m| !m.valid).count()
+    );
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let total = messages.len() as u64;
@@ -52,11 +62,16 @@ pub async fn run(settings: Settings, households: usize, seed: u64) -> anyhow::Re
     loop {
         let m = &hub.metrics;
         let settled = m.processed_count() + m.duplicate_count() + m.rejected_total();
-        let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox").fetch_one(&mut db).await?;
+        let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&mut db)
+            .await?;
         if settled >= total && outbox == 0 {
             break;
         }
-        anyhow::ensure!(Instant::now() < deadline, "the hub settled {settled} of {total} messages in 120 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the hub settled {settled} of {total} messages in 120 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     print_board(&mut db, &tag, started).await?;
@@ -73,21 +88,29 @@ async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     let mut admin = PgConnection::connect(&format!("{server}/postgres"))
         .await
         .with_context(|| format!("connecting to {}", redact(server)))?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(name)
-        .fetch_one(&mut admin)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         // A database name cannot be a bind parameter; quotes are stripped.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{}\"", name.replace('"', ""))))
-            .execute(&mut admin)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{}\"",
+            name.replace('"', "")
+        )))
+        .execute(&mut admin)
+        .await?;
         eprintln!("created database {name}");
     }
     Ok(())
 }
 
-async fn print_board(db: &mut PgConnection, tag: &str, since: chrono::DateTime<Utc>) -> anyhow::Result<()> {
+async fn print_board(
+    db: &mut PgConnection,
+    tag: &str,
+    since: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
     let pattern = format!("HH{tag}-%");
     let households = sqlx::query(
         "SELECT household_id, division_code, status, zero_since, content->'dibao' AS dibao
@@ -102,14 +125,16 @@ async fn print_board(db: &mut PgConnection, tag: &str, since: chrono::DateTime<U
     .bind(since)
     .fetch_all(&mut *db)
     .await?;
-    let rejections = sqlx::query("SELECT reason, detail FROM rejection WHERE rejected_at >= $1 ORDER BY seq")
-        .bind(since)
-        .fetch_all(&mut *db)
-        .await?;
+    let rejections =
+        sqlx::query("SELECT reason, detail FROM rejection WHERE rejected_at >= $1 ORDER BY seq")
+            .bind(since)
+            .fetch_all(&mut *db)
+            .await?;
 
     println!("\n零就业家庭动态监测看板 — dynzero demo (run {tag})");
     println!("{} households reconciled\n", households.len());
-    let mut tree: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<String>>>> = BTreeMap::new();
+    let mut tree: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<String>>>> =
+        BTreeMap::new();
     for row in &households {
         let division: String = row.get("division_code");
         let community = tree
@@ -126,7 +151,11 @@ async fn print_board(db: &mut PgConnection, tag: &str, since: chrono::DateTime<U
                 "{} 自 {}{}",
                 row.get::<String, _>("household_id"),
                 since.map(|d| d.to_string()).unwrap_or_default(),
-                if dibao.is_some_and(|d| !d.is_null()) { "（低保）" } else { "" }
+                if dibao.is_some_and(|d| !d.is_null()) {
+                    "（低保）"
+                } else {
+                    ""
+                }
             ));
         }
     }
@@ -147,16 +176,34 @@ async fn print_board(db: &mut PgConnection, tag: &str, since: chrono::DateTime<U
                 }
             }
         }
-        kinds.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     for (district, streets) in &tree {
-        let zero: usize = streets.values().flat_map(|s| s.values()).map(Vec::len).sum();
-        println!("区县 {district}: {zero} 户零就业 | 告警: {}", count_under(district));
+        let zero: usize = streets
+            .values()
+            .flat_map(|s| s.values())
+            .map(Vec::len)
+            .sum();
+        println!(
+            "区县 {district}: {zero} 户零就业 | 告警: {}",
+            count_under(district)
+        );
         for (street, communities) in streets {
             let zero: usize = communities.values().map(Vec::len).sum();
-            println!("  街道 {street}: {zero} 户零就业 | 告警: {}", count_under(street));
+            println!(
+                "  街道 {street}: {zero} 户零就业 | 告警: {}",
+                count_under(street)
+            );
             for (community, zero) in communities {
-                println!("    社区 {community}: {} 户零就业 | 告警: {}", zero.len(), count_under(community));
+                println!(
+                    "    社区 {community}: {} 户零就业 | 告警: {}",
+                    zero.len(),
+                    count_under(community)
+                );
                 for household in zero {
                     println!("      - {household}");
                 }
@@ -165,14 +212,22 @@ async fn print_board(db: &mut PgConnection, tag: &str, since: chrono::DateTime<U
     }
     println!("\n告警 ({}):", alerts.len());
     for row in alerts.iter().take(15) {
-        println!("  [{}] {}", row.get::<String, _>("kind"), row.get::<String, _>("summary"));
+        println!(
+            "  [{}] {}",
+            row.get::<String, _>("kind"),
+            row.get::<String, _>("summary")
+        );
     }
     if alerts.len() > 15 {
         println!("  … and {} more", alerts.len() - 15);
     }
     println!("\n被拒绝的消息 ({}):", rejections.len());
     for row in &rejections {
-        println!("  {}: {}", row.get::<String, _>("reason"), row.get::<String, _>("detail"));
+        println!(
+            "  {}: {}",
+            row.get::<String, _>("reason"),
+            row.get::<String, _>("detail")
+        );
     }
     Ok(())
 }

@@ -6,7 +6,9 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
 use std::time::Duration;
 
 /// Capped, jittered exponential backoff for reconnecting and retrying.
@@ -29,9 +31,18 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
         durable: true,
         ..Default::default()
     };
-    for name in [&s.inbound_exchange, &s.households_exchange, &s.alerts_exchange] {
+    for name in [
+        &s.inbound_exchange,
+        &s.households_exchange,
+        &s.alerts_exchange,
+    ] {
         channel
-            .exchange_declare(name.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .exchange_declare(
+                name.as_str().into(),
+                ExchangeKind::Topic,
+                durable,
+                FieldTable::default(),
+            )
             .await?;
     }
     channel
@@ -47,7 +58,10 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
         ..Default::default()
     };
     let mut quorum = FieldTable::default();
-    quorum.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     // The broker's last resort, should the hub itself fail to reject a poison message.
     quorum.insert(
         "x-delivery-limit".into(),
@@ -61,7 +75,10 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
         "x-dead-letter-strategy".into(),
         AMQPValue::LongString("at-least-once".into()),
     );
-    quorum.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+    quorum.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
     channel
         .queue_declare(s.queue.as_str().into(), durable_queue, quorum)
         .await?;
@@ -75,7 +92,11 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
         )
         .await?;
     channel
-        .queue_declare(s.rejected_queue.as_str().into(), durable_queue, FieldTable::default())
+        .queue_declare(
+            s.rejected_queue.as_str().into(),
+            durable_queue,
+            FieldTable::default(),
+        )
         .await?;
     channel
         .queue_bind(
@@ -92,7 +113,9 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
 /// A channel in confirm mode.
 pub async fn confirm_channel(connection: &Connection) -> lapin::Result<Channel> {
     let channel = connection.create_channel().await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     Ok(channel)
 }
 
@@ -168,9 +191,19 @@ pub fn delivery_count(props: &BasicProperties) -> u32 {
 }
 
 /// The original properties plus the rejection headers.
-pub fn rejected_properties(original: &BasicProperties, reason: &str, detail: &str) -> BasicProperties {
+pub fn rejected_properties(
+    original: &BasicProperties,
+    reason: &str,
+    detail: &str,
+) -> BasicProperties {
     let mut headers = original.headers().clone().unwrap_or_default();
-    headers.insert("x-dynzero-reason".into(), AMQPValue::LongString(LongString::from(reason)));
-    headers.insert("x-dynzero-detail".into(), AMQPValue::LongString(LongString::from(detail)));
+    headers.insert(
+        "x-dynzero-reason".into(),
+        AMQPValue::LongString(LongString::from(reason)),
+    );
+    headers.insert(
+        "x-dynzero-detail".into(),
+        AMQPValue::LongString(LongString::from(detail)),
+    );
     original.clone().with_headers(headers)
 }

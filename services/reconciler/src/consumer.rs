@@ -6,8 +6,10 @@ use crate::amqp::{self, PublishError};
 use crate::hub::{Hub, ProcessError, Processed};
 use dynzero_contracts::rejection::{Reason, Rejection};
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use std::sync::Arc;
@@ -33,7 +35,9 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
             let connection = amqp::connect(&settings.url).await?;
             let channel = connection.create_channel().await?;
             amqp::declare_topology(&channel, settings).await?;
-            channel.basic_qos(settings.prefetch, BasicQosOptions::default()).await?;
+            channel
+                .basic_qos(settings.prefetch, BasicQosOptions::default())
+                .await?;
             let rejections = amqp::confirm_channel(&connection).await?;
             let consumer = channel
                 .basic_consume(
@@ -98,7 +102,9 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
 }
 
 async fn close(connection: &Connection, channel: &Channel, tag: &str) {
-    let _ = channel.basic_cancel(tag.into(), BasicCancelOptions::default()).await;
+    let _ = channel
+        .basic_cancel(tag.into(), BasicCancelOptions::default())
+        .await;
     let _ = channel.close(200, "OK".into()).await;
     let _ = connection.close(200, "OK".into()).await;
     info!("consumer stopped");
@@ -118,7 +124,9 @@ async fn handle(
             let body = delivery.data.clone();
             match tokio::spawn(async move { hub.process(&body).await }).await {
                 Ok(outcome) => outcome,
-                Err(e) => Err(ProcessError::Failed(anyhow::anyhow!("processing panicked: {e}"))),
+                Err(e) => Err(ProcessError::Failed(anyhow::anyhow!(
+                    "processing panicked: {e}"
+                ))),
             }
         };
         let result = match outcome {
@@ -130,7 +138,9 @@ async fn handle(
                 hub.metrics.duplicate();
                 ack(delivery).await
             }
-            Ok(Processed::Rejected(rejection)) => reject(hub, rejections, delivery, &rejection).await,
+            Ok(Processed::Rejected(rejection)) => {
+                reject(hub, rejections, delivery, &rejection).await
+            }
             Err(ProcessError::Transient(e)) => {
                 hub.metrics.transient();
                 let wait = backoff.next().unwrap_or_default();
@@ -206,12 +216,13 @@ async fn reject(
     hub.metrics.rejected(rejection.reason);
     warn!(reason = %rejection.reason, detail = %rejection.detail, "message rejected");
     // The audit record is a convenience; the message itself is safe on the rejected queue.
-    if let Err(e) = sqlx::query("INSERT INTO rejection (reason, detail, routing_key) VALUES ($1, $2, $3)")
-        .bind(rejection.reason.as_str())
-        .bind(&rejection.detail)
-        .bind(delivery.routing_key.as_str())
-        .execute(&hub.pool)
-        .await
+    if let Err(e) =
+        sqlx::query("INSERT INTO rejection (reason, detail, routing_key) VALUES ($1, $2, $3)")
+            .bind(rejection.reason.as_str())
+            .bind(&rejection.detail)
+            .bind(delivery.routing_key.as_str())
+            .execute(&hub.pool)
+            .await
     {
         warn!(error = %e, "could not record the rejection");
     }

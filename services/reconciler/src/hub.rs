@@ -147,8 +147,12 @@ impl Hub {
     ) -> Result<(), ProcessError> {
         let cause = inbound.cause();
         let people: Vec<&str> = match &inbound.fact {
-            InboundFact::Registration(r) => r.members.iter().map(|m| m.id_number.as_str()).collect(),
-            InboundFact::Visit { findings, .. } => findings.iter().map(|f| f.id_number.as_str()).collect(),
+            InboundFact::Registration(r) => {
+                r.members.iter().map(|m| m.id_number.as_str()).collect()
+            }
+            InboundFact::Visit { findings, .. } => {
+                findings.iter().map(|f| f.id_number.as_str()).collect()
+            }
             InboundFact::Layoff(n) => n.employees.iter().map(|(id, _)| id.as_str()).collect(),
             InboundFact::Employment(f) => vec![f.id_number.as_str()],
             InboundFact::Subsidy { change, .. } => vec![change.applicant.as_str()],
@@ -183,8 +187,13 @@ impl Hub {
             // Another household's registration is never named in caused_by.
             let named = caused.as_deref().is_none_or(|c| c == h);
             let cause = named.then_some((arrival, cause.as_str()));
-            self.reconcile_household(tx, &Key::parse(h).map_err(|e| anyhow::anyhow!("{e}"))?, cause, now)
-                .await?;
+            self.reconcile_household(
+                tx,
+                &Key::parse(h).map_err(|e| anyhow::anyhow!("{e}"))?,
+                cause,
+                now,
+            )
+            .await?;
         }
 
         match &inbound.fact {
@@ -241,7 +250,12 @@ impl Hub {
                 let data = outbound::posting_data(posting, &inbound.data);
                 for m in alerts::job_matches(posting, &states, today) {
                     if let Some(state) = states.iter().find(|s| s.household_id == m.household_id) {
-                        raise(tx, &outbound::job_match(state, posting, data.clone(), &m), now).await?;
+                        raise(
+                            tx,
+                            &outbound::job_match(state, posting, data.clone(), &m),
+                            now,
+                        )
+                        .await?;
                     }
                 }
             }
@@ -272,20 +286,20 @@ impl Hub {
             .execute(&mut *tx)
             .await?;
         }
-        let row = sqlx::query("SELECT version, content, status, zero_since FROM household WHERE household_id = $1")
-            .bind(h)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(
+            "SELECT version, content, status, zero_since FROM household WHERE household_id = $1",
+        )
+        .bind(h)
+        .fetch_one(&mut *tx)
+        .await?;
         let version: i64 = row.get("version");
         let content: Option<Value> = row.get("content");
-        let previous_status = row
-            .get::<Option<&str>, _>("status")
-            .and_then(|s| match s {
-                "zero_employment" => Some(HouseholdStatus::ZeroEmployment),
-                "employed" => Some(HouseholdStatus::Employed),
-                "no_labour_force" => Some(HouseholdStatus::NoLabourForce),
-                _ => None,
-            });
+        let previous_status = row.get::<Option<&str>, _>("status").and_then(|s| match s {
+            "zero_employment" => Some(HouseholdStatus::ZeroEmployment),
+            "employed" => Some(HouseholdStatus::Employed),
+            "no_labour_force" => Some(HouseholdStatus::NoLabourForce),
+            _ => None,
+        });
         let previous_zero_since: Option<chrono::NaiveDate> = row.get("zero_since");
 
         let loaded = store::load(tx, household_id).await?;
@@ -298,11 +312,13 @@ impl Hub {
                 .filter(|r| r.household_id == *household_id)
                 .map(|r| r.order.date)
                 .min();
-            sqlx::query("UPDATE household SET next_review = $2, updated_at = now() WHERE household_id = $1")
-                .bind(h)
-                .bind(first)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE household SET next_review = $2, updated_at = now() WHERE household_id = $1",
+            )
+            .bind(h)
+            .bind(first)
+            .execute(&mut *tx)
+            .await?;
             return Ok(());
         };
         let state = &r.state;
@@ -311,7 +327,8 @@ impl Hub {
         if content.as_ref() != Some(&new_content) {
             if version == 0 {
                 // A first version names every inbound event applied to it.
-                let (arrivals, causes): (Vec<i64>, Vec<String>) = loaded.causes.iter().cloned().unzip();
+                let (arrivals, causes): (Vec<i64>, Vec<String>) =
+                    loaded.causes.iter().cloned().unzip();
                 sqlx::query(
                     "INSERT INTO household_cause (household_id, cause, arrival)
                      SELECT $1, c, a FROM UNNEST($2::text[], $3::bigint[]) AS t(c, a) ON CONFLICT DO NOTHING",
@@ -338,11 +355,20 @@ impl Hub {
             let previous = previous_status.map(|s| (s, previous_zero_since));
             match alerts::status_change(previous, state.status, r.status_since) {
                 Some(StatusAlert::ZeroEmploymentNew) => {
-                    raise(tx, &outbound::zero_employment_new(state, household, version), now).await?;
+                    raise(
+                        tx,
+                        &outbound::zero_employment_new(state, household, version),
+                        now,
+                    )
+                    .await?;
                 }
                 Some(StatusAlert::ZeroEmploymentResolved { days }) => {
-                    raise(tx, &outbound::zero_employment_resolved(state, household, version, days), now)
-                        .await?;
+                    raise(
+                        tx,
+                        &outbound::zero_employment_resolved(state, household, version, days),
+                        now,
+                    )
+                    .await?;
                 }
                 None => {}
             }
@@ -359,19 +385,30 @@ impl Hub {
             raise(tx, &alert, now).await?;
         }
         let limit = self.settings.rules.placement_limit_days;
-        if let (Some(days), Some(since)) = (alerts::placement_overdue(state, today, limit), state.zero_since) {
+        if let (Some(days), Some(since)) = (
+            alerts::placement_overdue(state, today, limit),
+            state.zero_since,
+        ) {
             raise(tx, &outbound::placement_overdue(state, since, days), now).await?;
         }
-        if let (Some(gap_start), Some(since)) =
-            (alerts::visit_overdue(state, r.last_visit, today), state.zero_since)
-        {
-            raise(tx, &outbound::visit_overdue(state, since, r.last_visit, gap_start), now).await?;
+        if let (Some(gap_start), Some(since)) = (
+            alerts::visit_overdue(state, r.last_visit, today),
+            state.zero_since,
+        ) {
+            raise(
+                tx,
+                &outbound::visit_overdue(state, since, r.last_visit, gap_start),
+                now,
+            )
+            .await?;
         }
         let notices = store::planned_notices_listing(tx, &loaded.people).await?;
         if !notices.is_empty() {
             let household = outbound::state_data(state, version, &[]);
             for notice in &notices {
-                if let Some(members) = alerts::household_at_risk(&loaded.facts, notice, today, &self.rules) {
+                if let Some(members) =
+                    alerts::household_at_risk(&loaded.facts, notice, today, &self.rules)
+                {
                     let alert = outbound::household_at_risk(
                         state,
                         household.clone(),
@@ -435,7 +472,8 @@ impl Hub {
                 continue;
             }
             let id = Key::parse(&h).map_err(|e| anyhow::anyhow!("{e}"))?;
-            self.reconcile_household(&mut tx, &id, None, self.clock.now()).await?;
+            self.reconcile_household(&mut tx, &id, None, self.clock.now())
+                .await?;
             tx.commit().await?;
             done += 1;
         }
@@ -504,12 +542,14 @@ async fn raise(tx: Tx<'_>, alert: &Alert, now: DateTime<Utc>) -> sqlx::Result<()
 
 async fn enqueue(tx: Tx<'_>, output: &Output) -> sqlx::Result<()> {
     let body = serde_json::to_vec(&output.event).unwrap_or_default();
-    sqlx::query("INSERT INTO outbox (stream, routing_key, message_id, body) VALUES ($1, $2, $3, $4)")
-        .bind(output.stream.as_str())
-        .bind(&output.routing_key)
-        .bind(&output.message_id)
-        .bind(body)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO outbox (stream, routing_key, message_id, body) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(output.stream.as_str())
+    .bind(&output.routing_key)
+    .bind(&output.message_id)
+    .bind(body)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

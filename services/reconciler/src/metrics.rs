@@ -42,7 +42,10 @@ impl Metrics {
         self.duplicate.load(Ordering::Relaxed)
     }
     pub fn rejected_total(&self) -> u64 {
-        self.rejected.iter().map(|r| r.load(Ordering::Relaxed)).sum()
+        self.rejected
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .sum()
     }
     pub fn rejected_count(&self, reason: Reason) -> u64 {
         self.rejected[reason as usize].load(Ordering::Relaxed)
@@ -54,8 +57,16 @@ impl Metrics {
         let mut line = |name: &str, labels: &str, v: u64| {
             out.push_str(&format!("{name}{labels} {v}\n"));
         };
-        line(MESSAGES_PROCESSED, "", self.processed.load(Ordering::Relaxed));
-        line(MESSAGES_DUPLICATE, "", self.duplicate.load(Ordering::Relaxed));
+        line(
+            MESSAGES_PROCESSED,
+            "",
+            self.processed.load(Ordering::Relaxed),
+        );
+        line(
+            MESSAGES_DUPLICATE,
+            "",
+            self.duplicate.load(Ordering::Relaxed),
+        );
         for reason in Reason::ALL {
             line(
                 MESSAGES_REJECTED,
@@ -63,7 +74,11 @@ impl Metrics {
                 self.rejected_count(reason),
             );
         }
-        line(OUTPUTS_PUBLISHED, "", self.published.load(Ordering::Relaxed));
+        line(
+            OUTPUTS_PUBLISHED,
+            "",
+            self.published.load(Ordering::Relaxed),
+        );
         line(TRANSIENT_ERRORS, "", self.transient.load(Ordering::Relaxed));
         out
     }

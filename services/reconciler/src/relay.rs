@@ -98,10 +98,12 @@ async fn relay_batch(hub: &Hub, channel: &Channel) -> Result<usize, RelayError> 
     if !leader {
         return Ok(0);
     }
-    let rows = sqlx::query("SELECT seq, stream, routing_key, message_id, body FROM outbox ORDER BY seq LIMIT $1")
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT seq, stream, routing_key, message_id, body FROM outbox ORDER BY seq LIMIT $1",
+    )
+    .bind(BATCH)
+    .fetch_all(&mut *tx)
+    .await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -119,7 +121,10 @@ async fn relay_batch(hub: &Hub, channel: &Channel) -> Result<usize, RelayError> 
         let event_type = if stream == "households" {
             dynzero_contracts::outbound::STATE_TYPE.to_string()
         } else {
-            format!("dynzero.alert.{}", routing_key.split('.').next().unwrap_or_default())
+            format!(
+                "dynzero.alert.{}",
+                routing_key.split('.').next().unwrap_or_default()
+            )
         };
         let confirm = channel
             .basic_publish(
@@ -135,9 +140,8 @@ async fn relay_batch(hub: &Hub, channel: &Channel) -> Result<usize, RelayError> 
         seqs.push(row.get::<i64, _>("seq"));
     }
     for confirm in confirms {
-        match confirm.await.map_err(amqp::PublishError::from)? {
-            lapin::Confirmation::Nack(_) => return Err(amqp::PublishError::Nacked.into()),
-            _ => {}
+        if confirm.await.map_err(amqp::PublishError::from)?.is_nack() {
+            return Err(amqp::PublishError::Nacked.into());
         }
     }
     sqlx::query("DELETE FROM outbox WHERE seq = ANY($1)")

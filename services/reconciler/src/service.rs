@@ -73,12 +73,20 @@ impl Reconciler {
 
     /// Run until `shutdown` resolves; then stop consuming, finish and ack what
     /// is in flight, flush the relay, and close.
-    pub async fn run_until(self, parts: Parts, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        parts: Parts,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let wake = Arc::new(Notify::new());
-        let consumer = parts
-            .consumer
-            .then(|| tokio::spawn(consumer::run(self.hub.clone(), wake.clone(), stopped.clone())));
+        let consumer = parts.consumer.then(|| {
+            tokio::spawn(consumer::run(
+                self.hub.clone(),
+                wake.clone(),
+                stopped.clone(),
+            ))
+        });
         let sweeper = parts
             .sweeper
             .then(|| tokio::spawn(sweep_loop(self.hub.clone(), wake.clone(), stopped.clone())));

@@ -194,7 +194,10 @@ mod tests {
             redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
             "amqp://guest:***@127.0.0.1:5672/%2f"
         );
-        assert_eq!(redact("postgres://postgres@h/db"), "postgres://postgres@h/db");
+        assert_eq!(
+            redact("postgres://postgres@h/db"),
+            "postgres://postgres@h/db"
+        );
         let settings = Settings::default();
         assert!(!format!("{settings:?}").contains("guest:guest"));
     }

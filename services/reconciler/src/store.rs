@@ -40,11 +40,12 @@ pub async fn inbox(tx: Tx<'_>, inbound: &Inbound) -> sqlx::Result<InboxOutcome> 
     if let Some(arrival) = inserted {
         return Ok(InboxOutcome::New(arrival));
     }
-    let digest: String = sqlx::query_scalar("SELECT digest FROM inbox WHERE source = $1 AND id = $2")
-        .bind(&inbound.source)
-        .bind(&inbound.id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let digest: String =
+        sqlx::query_scalar("SELECT digest FROM inbox WHERE source = $1 AND id = $2")
+            .bind(&inbound.source)
+            .bind(&inbound.id)
+            .fetch_one(&mut *tx)
+            .await?;
     Ok(if digest == inbound.data_digest {
         InboxOutcome::Duplicate
     } else {
@@ -81,10 +82,18 @@ pub async fn store_fact(
             let households = vec![r.household_id.as_str(); n];
             let ids: Vec<&str> = r.members.iter().map(|m| m.id_number.as_str()).collect();
             let names: Vec<&str> = r.members.iter().map(|m| m.name.as_str()).collect();
-            let relations: Vec<&str> = r.members.iter().map(|m| words::relation::word(m.relation)).collect();
+            let relations: Vec<&str> = r
+                .members
+                .iter()
+                .map(|m| words::relation::word(m.relation))
+                .collect();
             let able: Vec<bool> = r.members.iter().map(|m| m.able_to_work).collect();
             let seeking: Vec<bool> = r.members.iter().map(|m| m.seeking_work).collect();
-            let statuses: Vec<&str> = r.members.iter().map(|m| words::member_status::word(m.status)).collect();
+            let statuses: Vec<&str> = r
+                .members
+                .iter()
+                .map(|m| words::member_status::word(m.status))
+                .collect();
             sqlx::query(
                 "INSERT INTO registration_member
                    (arrival, position, household_id, id_number, name, relation, able_to_work, seeking_work, status)
@@ -102,7 +111,11 @@ pub async fn store_fact(
             .execute(&mut *tx)
             .await?;
         }
-        InboundFact::Visit { visit, worker, findings } => {
+        InboundFact::Visit {
+            visit,
+            worker,
+            findings,
+        } => {
             sqlx::query(
                 "INSERT INTO visit (arrival, household_id, visit_date, time, worker, cause) VALUES ($1, $2, $3, $4, $5, $6)",
             )
@@ -151,7 +164,11 @@ pub async fn store_fact(
                 insert_employment(tx, &n.employment_ends(), cause).await?;
             }
         }
-        InboundFact::Subsidy { change, division_code, .. } => {
+        InboundFact::Subsidy {
+            change,
+            division_code,
+            ..
+        } => {
             sqlx::query(
                 "INSERT INTO subsidy_change (arrival, case_id, applicant, division_code, change, monthly_amount_fen, effective_date, time, cause)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -264,7 +281,8 @@ async fn insert_employment(tx: Tx<'_>, facts: &[EmploymentFact], cause: &str) ->
 
 /// Ids came in valid; their birth dates were checked against the day they arrived.
 fn stored_id(s: &str) -> anyhow::Result<IdNumber> {
-    IdNumber::parse(s, NaiveDate::MAX).map_err(|e| anyhow::anyhow!("stored id number is invalid: {e}"))
+    IdNumber::parse(s, NaiveDate::MAX)
+        .map_err(|e| anyhow::anyhow!("stored id number is invalid: {e}"))
 }
 
 fn stored_key(s: &str) -> anyhow::Result<Key> {
@@ -335,14 +353,17 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
     .await?;
     let mut members: BTreeMap<i64, Vec<RegisteredMember>> = BTreeMap::new();
     for row in member_rows {
-        members.entry(row.get("arrival")).or_default().push(RegisteredMember {
-            id_number: stored_id(row.get("id_number"))?,
-            name: row.get("name"),
-            relation: stored_word(words::relation::parse, row.get("relation"))?,
-            able_to_work: row.get("able_to_work"),
-            seeking_work: row.get("seeking_work"),
-            status: stored_word(words::member_status::parse, row.get("status"))?,
-        });
+        members
+            .entry(row.get("arrival"))
+            .or_default()
+            .push(RegisteredMember {
+                id_number: stored_id(row.get("id_number"))?,
+                name: row.get("name"),
+                relation: stored_word(words::relation::parse, row.get("relation"))?,
+                able_to_work: row.get("able_to_work"),
+                seeking_work: row.get("seeking_work"),
+                status: stored_word(words::member_status::parse, row.get("status"))?,
+            });
     }
     let mut registrations = Vec::with_capacity(reg_rows.len());
     for row in reg_rows {
@@ -378,26 +399,47 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
         let cause: String = row.get("cause");
         let event: &str = row.get("event");
         let employer = || -> anyhow::Result<Uscc> {
-            stored_uscc(row.get::<Option<&str>, _>("employer_uscc").unwrap_or_default())
+            stored_uscc(
+                row.get::<Option<&str>, _>("employer_uscc")
+                    .unwrap_or_default(),
+            )
         };
         let event = match event {
             "started" => EmploymentEvent::Started {
                 employer: employer()?,
                 terms: Terms {
-                    kind: stored_word(words::kind::parse, row.get::<Option<&str>, _>("kind").unwrap_or_default())?,
-                    contract_months: row.get::<Option<i32>, _>("contract_months").map(|m| m as u32),
-                    monthly_wage: Money::from_fen(row.get::<Option<i64>, _>("monthly_wage_fen").unwrap_or_default())
-                        .map_err(|e| anyhow::anyhow!("stored wage: {e}"))?,
-                    social_insurance: row.get::<Option<bool>, _>("social_insurance").unwrap_or_default(),
+                    kind: stored_word(
+                        words::kind::parse,
+                        row.get::<Option<&str>, _>("kind").unwrap_or_default(),
+                    )?,
+                    contract_months: row
+                        .get::<Option<i32>, _>("contract_months")
+                        .map(|m| m as u32),
+                    monthly_wage: Money::from_fen(
+                        row.get::<Option<i64>, _>("monthly_wage_fen")
+                            .unwrap_or_default(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("stored wage: {e}"))?,
+                    social_insurance: row
+                        .get::<Option<bool>, _>("social_insurance")
+                        .unwrap_or_default(),
                 },
             },
-            "ended" => EmploymentEvent::Ended { employer: employer()? },
+            "ended" => EmploymentEvent::Ended {
+                employer: employer()?,
+            },
             _ => EmploymentEvent::Visited {
                 visit: VisitRef {
-                    household_id: stored_key(row.get::<Option<&str>, _>("visit_household").unwrap_or_default())?,
+                    household_id: stored_key(
+                        row.get::<Option<&str>, _>("visit_household")
+                            .unwrap_or_default(),
+                    )?,
                     key: cause.clone(),
                 },
-                finding: stored_word(words::finding::parse, row.get::<Option<&str>, _>("finding").unwrap_or_default())?,
+                finding: stored_word(
+                    words::finding::parse,
+                    row.get::<Option<&str>, _>("finding").unwrap_or_default(),
+                )?,
             },
         };
         causes.push((arrival, cause));
@@ -412,10 +454,11 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
         });
     }
 
-    let rows = sqlx::query("SELECT arrival, visit_date, time, cause FROM visit WHERE household_id = $1")
-        .bind(h)
-        .fetch_all(&mut *tx)
-        .await?;
+    let rows =
+        sqlx::query("SELECT arrival, visit_date, time, cause FROM visit WHERE household_id = $1")
+            .bind(h)
+            .fetch_all(&mut *tx)
+            .await?;
     let mut visits = Vec::with_capacity(rows.len());
     for row in rows {
         let arrival: i64 = row.get("arrival");
@@ -472,7 +515,10 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
 
 /// The planned, not withdrawn notices listing any of these people, each with
 /// only those people among its employees (the rest cannot bear on the household).
-pub async fn planned_notices_listing(tx: Tx<'_>, people: &[String]) -> anyhow::Result<Vec<LayoffNotice>> {
+pub async fn planned_notices_listing(
+    tx: Tx<'_>,
+    people: &[String],
+) -> anyhow::Result<Vec<LayoffNotice>> {
     let rows = sqlx::query(
         "SELECT n.arrival, n.uscc, n.notice_id, n.effective_date, n.time, n.name, n.headcount, n.division_code,
                 array_agg(e.id_number ORDER BY e.position) AS ids, array_agg(e.name ORDER BY e.position) AS names
@@ -514,12 +560,18 @@ pub async fn planned_notices_listing(tx: Tx<'_>, people: &[String]) -> anyhow::R
 }
 
 /// The `time`s of the planned notices the hub knows for (uscc, notice_id).
-pub async fn planned_times(tx: Tx<'_>, uscc: &str, notice_id: &str) -> sqlx::Result<Vec<DateTime<Utc>>> {
-    sqlx::query_scalar("SELECT time FROM layoff_notice WHERE stage = 'planned' AND uscc = $1 AND notice_id = $2")
-        .bind(uscc)
-        .bind(notice_id)
-        .fetch_all(&mut *tx)
-        .await
+pub async fn planned_times(
+    tx: Tx<'_>,
+    uscc: &str,
+    notice_id: &str,
+) -> sqlx::Result<Vec<DateTime<Utc>>> {
+    sqlx::query_scalar(
+        "SELECT time FROM layoff_notice WHERE stage = 'planned' AND uscc = $1 AND notice_id = $2",
+    )
+    .bind(uscc)
+    .bind(notice_id)
+    .fetch_all(&mut *tx)
+    .await
 }
 
 pub async fn is_withdrawn(tx: Tx<'_>, uscc: &str, notice_id: &str) -> sqlx::Result<bool> {

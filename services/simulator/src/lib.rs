@@ -42,10 +42,30 @@ impl Message {
     }
 }
 
-const SURNAMES: &[&str] = &["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "马", "朱", "胡"];
-const GIVEN: &[&str] = &["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明", "超", "秀英", "华", "建国"];
-const EMPLOYERS: &[&str] = &["鞍山钢铁机械厂", "立山区商贸有限公司", "铁东物业服务中心", "千山建材有限公司", "鞍山热力集团", "铁西纺织有限公司"];
-const TITLES: &[&str] = &["保洁员", "保安", "仓库管理员", "公益性岗位协管员", "餐饮服务员", "快递分拣员", "电焊工"];
+const SURNAMES: &[&str] = &[
+    "王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴", "徐", "孙", "马", "朱", "胡",
+];
+const GIVEN: &[&str] = &[
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明",
+    "超", "秀英", "华", "建国",
+];
+const EMPLOYERS: &[&str] = &[
+    "鞍山钢铁机械厂",
+    "立山区商贸有限公司",
+    "铁东物业服务中心",
+    "千山建材有限公司",
+    "鞍山热力集团",
+    "铁西纺织有限公司",
+];
+const TITLES: &[&str] = &[
+    "保洁员",
+    "保安",
+    "仓库管理员",
+    "公益性岗位协管员",
+    "餐饮服务员",
+    "快递分拣员",
+    "电焊工",
+];
 
 /// A valid 18-character id number for an address code, birth date and sex.
 pub fn id_number(address: &str, birth: NaiveDate, male: bool, serial: u32) -> String {
@@ -166,7 +186,13 @@ impl City {
         format!("{s}{g}")
     }
 
-    fn person(&mut self, division: &str, age_from: u32, age_to: u32, relation: &'static str) -> Person {
+    fn person(
+        &mut self,
+        division: &str,
+        age_from: u32,
+        age_to: u32,
+        relation: &'static str,
+    ) -> Person {
         let today = self.config.today;
         let age = self.rng.random_range(age_from..=age_to);
         let day_of_year = self.rng.random_range(0..365);
@@ -265,15 +291,26 @@ impl City {
             "household_id": household.id, "division_code": household.division,
             "effective_date": effective.to_string(), "members": members,
         });
-        Message::event("household.registered", "community/registry", &id, time, data)
+        Message::event(
+            "household.registered",
+            "community/registry",
+            &id,
+            time,
+            data,
+        )
     }
 
     fn start(&mut self, h: usize, m: usize, e: usize, date: NaiveDate) -> Message {
         let time = self.tick();
         let id = self.next_id("emp");
         let stable = self.rng.random_bool(0.7);
-        let kind = ["formal", "formal", "formal", "public_welfare", "flexible"][self.rng.random_range(0..5)];
-        let wage = if stable { 2400.0 + self.rng.random_range(0..40) as f64 * 50.0 } else { 1800.5 };
+        let kind = ["formal", "formal", "formal", "public_welfare", "flexible"]
+            [self.rng.random_range(0..5)];
+        let wage = if stable {
+            2400.0 + self.rng.random_range(0..40) as f64 * 50.0
+        } else {
+            1800.5
+        };
         let enterprise = &self.enterprises[e];
         let person = &self.households[h].members[m];
         let data = json!({
@@ -294,13 +331,20 @@ impl City {
         let time = self.tick();
         let id = self.next_id("end");
         let enterprise = &self.enterprises[e];
-        let reason = ["resigned", "contract_expired", "dismissed", "other"][self.rng.random_range(0..4)];
+        let reason =
+            ["resigned", "contract_expired", "dismissed", "other"][self.rng.random_range(0..4)];
         let data = json!({
             "id_number": self.households[h].members[m].id_number,
             "employer": { "uscc": enterprise.uscc },
             "end_date": date.to_string(), "reason": reason,
         });
-        Some(Message::event("employment.ended", &format!("urn:uscc:{}", enterprise.uscc), &id, time, data))
+        Some(Message::event(
+            "employment.ended",
+            &format!("urn:uscc:{}", enterprise.uscc),
+            &id,
+            time,
+            data,
+        ))
     }
 
     fn visit(&mut self, h: usize, date: NaiveDate) -> Message {
@@ -312,7 +356,11 @@ impl City {
             .iter()
             .filter(|p| p.status == "none")
             .map(|p| {
-                let employment = if p.employer.is_some() { "employed" } else { "unemployed" };
+                let employment = if p.employer.is_some() {
+                    "employed"
+                } else {
+                    "unemployed"
+                };
                 json!({ "id_number": p.id_number, "employment": employment })
             })
             .collect();
@@ -327,7 +375,11 @@ impl City {
         let time = self.tick();
         let id = self.next_id("dibao");
         let household = &self.households[h];
-        let amount = if change == "revoked" { 0.0 } else { 600.0 + household.members.len() as f64 * 150.0 };
+        let amount = if change == "revoked" {
+            0.0
+        } else {
+            600.0 + household.members.len() as f64 * 150.0
+        };
         let data = json!({
             "case_id": format!("DB-{}", household.id), "applicant_id_number": household.members[0].id_number,
             "division_code": household.division, "change": change,
@@ -336,7 +388,14 @@ impl City {
         Message::event("subsidy.changed", "civil-affairs/anshan", &id, time, data)
     }
 
-    fn layoff(&mut self, e: usize, stage: &str, notice: &str, date: NaiveDate, people: &[(usize, usize)]) -> Message {
+    fn layoff(
+        &mut self,
+        e: usize,
+        stage: &str,
+        notice: &str,
+        date: NaiveDate,
+        people: &[(usize, usize)],
+    ) -> Message {
         let time = self.tick();
         let id = self.next_id("layoff");
         let enterprise = &self.enterprises[e];
@@ -354,7 +413,13 @@ impl City {
                             "division_code": enterprise.division },
             "employees": employees,
         });
-        Message::event("layoff.notice", &format!("urn:uscc:{}", enterprise.uscc), &id, time, data)
+        Message::event(
+            "layoff.notice",
+            &format!("urn:uscc:{}", enterprise.uscc),
+            &id,
+            time,
+            data,
+        )
     }
 
     fn posting(&mut self, county: usize, valid_until: NaiveDate) -> Message {
@@ -362,7 +427,11 @@ impl City {
         let id = self.next_id("post");
         let divisions = self.divisions();
         let county_code = self.config.counties[county % self.config.counties.len()].clone();
-        let division = divisions.iter().find(|d| d.starts_with(&county_code)).cloned().unwrap_or_default();
+        let division = divisions
+            .iter()
+            .find(|d| d.starts_with(&county_code))
+            .cloned()
+            .unwrap_or_default();
         let e = county * 3 % self.enterprises.len().max(1);
         let enterprise = &self.enterprises[e];
         let title = TITLES[self.rng.random_range(0..TITLES.len())];
@@ -448,7 +517,9 @@ impl City {
                     let planned = effective - Days::new(45);
                     let saved = self.clock;
                     // Reported in advance: the planned notice's time is its own date.
-                    self.clock = Utc.from_utc_datetime(&planned.and_hms_opt(2, 0, 0).unwrap_or_default()).max(saved);
+                    self.clock = Utc
+                        .from_utc_datetime(&planned.and_hms_opt(2, 0, 0).unwrap_or_default())
+                        .max(saved);
                     out.push(self.layoff(e, "planned", &notice, effective, &listed));
                     out.push(self.layoff(e, "effective", &notice, effective, &listed));
                     for (h, m) in listed {
@@ -476,7 +547,13 @@ impl City {
         if !listed.is_empty() {
             out.push(self.layoff(e, "planned", "DEMO-2026-01", today + Days::new(20), &listed));
             // And one laid off last week without any advance report.
-            out.push(self.layoff(e, "effective", "DEMO-2026-00", today - Days::new(7), &listed[..listed.len().min(3)]));
+            out.push(self.layoff(
+                e,
+                "effective",
+                "DEMO-2026-00",
+                today - Days::new(7),
+                &listed[..listed.len().min(3)],
+            ));
         }
         for county in 0..self.config.counties.len() {
             out.push(self.posting(county, today + Days::new(14)));
@@ -490,7 +567,9 @@ impl City {
         out.push(bad(b"{not json", "household.registered"));
         out.push(bad(
             json!({"specversion": "1.0", "id": "x-1", "source": "test", "type": "household.moved",
-                   "time": time.to_rfc3339(), "data": {}}).to_string().as_bytes(),
+                   "time": time.to_rfc3339(), "data": {}})
+            .to_string()
+            .as_bytes(),
             "household.moved",
         ));
         out.push(bad(
