@@ -281,16 +281,22 @@ pub fn visit_overdue(
     ((today - gap_start).num_days() > 31).then_some(gap_start)
 }
 
-/// The next day a zero-employment household must be looked at again for the
-/// overdue alerts, even if nothing else happens.
+/// The next day after `today` a zero-employment household must be looked at
+/// again for the overdue alerts, even if nothing else happens. An alert whose
+/// day has passed was raised when it came, so only later days count.
 pub fn next_overdue_check(
     state: &HouseholdState,
     last_visit: Option<NaiveDate>,
+    today: NaiveDate,
     limit_days: i64,
 ) -> Option<NaiveDate> {
     let since = state.zero_since?;
     let placement = since.checked_add_days(Days::new(limit_days.max(0) as u64 + 1));
     let gap_start = last_visit.map_or(since, |v| v.max(since));
     let visit = gap_start.checked_add_days(Days::new(32));
-    [placement, visit].into_iter().flatten().min()
+    [placement, visit]
+        .into_iter()
+        .flatten()
+        .filter(|d| *d > today)
+        .min()
 }

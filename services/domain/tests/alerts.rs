@@ -837,18 +837,33 @@ fn visit_gap_counts_from_zero_since_when_later_or_never_visited() {
 #[test]
 fn next_overdue_check_is_the_first_day_an_overdue_alert_can_be_raised() {
     let zero = state(ZeroEmployment, Some("2026-03-01"));
-    let check = next_overdue_check(&zero, None, 30).unwrap();
+    let check = next_overdue_check(&zero, None, d("2026-03-01"), 30).unwrap();
     assert_eq!(check, d("2026-04-01"));
     assert!(placement_overdue(&zero, check, 30).is_some());
     assert!(placement_overdue(&zero, check.pred_opt().unwrap(), 30).is_none());
 
     // A long limit: the visit gap comes first.
-    let check = next_overdue_check(&zero, Some(d("2026-03-10")), 90).unwrap();
+    let check = next_overdue_check(&zero, Some(d("2026-03-10")), d("2026-03-10"), 90).unwrap();
     assert_eq!(check, d("2026-04-11"));
     assert!(visit_overdue(&zero, Some(d("2026-03-10")), check).is_some());
     assert!(visit_overdue(&zero, Some(d("2026-03-10")), check.pred_opt().unwrap()).is_none());
 
-    assert_eq!(next_overdue_check(&state(Employed, None), None, 30), None);
+    assert_eq!(
+        next_overdue_check(&state(Employed, None), None, d("2026-03-01"), 30),
+        None
+    );
+}
+
+#[test]
+fn next_overdue_check_never_names_a_day_that_has_passed() {
+    let zero = state(ZeroEmployment, Some("2026-03-01"));
+    // Placement overdue from 2026-04-01 (already raised); the visit gap from 2026-04-02.
+    assert_eq!(
+        next_overdue_check(&zero, None, d("2026-04-01"), 30),
+        Some(d("2026-04-02"))
+    );
+    // Both passed: nothing to look at until a new fact comes.
+    assert_eq!(next_overdue_check(&zero, None, d("2026-05-01"), 30), None);
 }
 
 #[test]
@@ -870,7 +885,7 @@ fn overdue_alerts_from_a_reconciled_state() {
     assert_eq!(placement_overdue(&r.state, d("2026-03-05"), 30), Some(32));
     assert_eq!(visit_overdue(&r.state, r.last_visit, d("2026-03-05")), None);
     assert_eq!(
-        next_overdue_check(&r.state, r.last_visit, 30),
-        Some(d("2026-03-04"))
+        next_overdue_check(&r.state, r.last_visit, d("2026-03-05"), 30),
+        Some(d("2026-03-24"))
     );
 }

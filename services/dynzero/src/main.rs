@@ -7,6 +7,7 @@ use dynzero_reconciler::service::{Parts, Reconciler};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod bench;
 mod config;
 mod demo;
 
@@ -42,6 +43,18 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Measure throughput and latency on this machine against a fresh database.
+    Bench {
+        #[arg(long, default_value_t = 1000)]
+        households: usize,
+        #[arg(long, default_value_t = 3000)]
+        events: usize,
+        /// Paced rate for the latency run, messages per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        #[arg(long, default_value_t = 1000)]
+        latency_messages: usize,
+    },
 }
 
 #[tokio::main]
@@ -70,6 +83,20 @@ async fn main() -> anyhow::Result<()> {
             reconciler.run_until(parts, shutdown_signal()).await
         }
         Command::Demo { households, seed } => demo::run(settings, households, seed).await,
+        Command::Bench {
+            households,
+            events,
+            rate,
+            latency_messages,
+        } => {
+            let args = bench::BenchArgs {
+                households,
+                events,
+                rate,
+                latency_messages,
+            };
+            bench::run(settings, args).await
+        }
     }
 }
 

@@ -21,6 +21,17 @@ pub fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// How long a clean close may take. On a connection that has just died, lapin
+/// can wait forever for a `close-ok` that never comes, and a reconnect loop
+/// stuck there never reconnects.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Close the connection cleanly if the broker answers within [`CLOSE_TIMEOUT`];
+/// the connection is dropped either way.
+pub async fn close_connection(connection: &Connection, reason: &str) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, reason.into())).await;
+}
+
 pub async fn connect(url: &str) -> lapin::Result<Connection> {
     Connection::connect(url, ConnectionProperties::default()).await
 }

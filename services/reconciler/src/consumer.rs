@@ -3,9 +3,9 @@
 //! confirmed on `dynzero.rejected`).
 
 use crate::amqp::{self, PublishError};
-use crate::hub::{Hub, ProcessError, Processed};
+use crate::hub::{Hub, Outcome, ProcessError, Processed};
 use dynzero_contracts::rejection::{Reason, Rejection};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
@@ -77,7 +77,7 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                     continue;
                 }
             };
-            let delivery = match delivery {
+            let first = match delivery {
                 Some(Ok(d)) => d,
                 Some(Err(e)) => {
                     warn!(error = %e, "consumer failed; reconnecting");
@@ -88,7 +88,20 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                     break;
                 }
             };
-            match handle(&hub, &rejections, &delivery, &mut shutdown).await {
+            // Whatever else has already arrived joins the batch: one commit for all.
+            let mut batch = vec![first];
+            let mut broken = false;
+            while batch.len() < usize::from(settings.prefetch.max(1)) {
+                match consumer.next().now_or_never() {
+                    Some(Some(Ok(d))) => batch.push(d),
+                    Some(Some(Err(_)) | None) => {
+                        broken = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            match handle_batch(&hub, &rejections, &batch, &mut shutdown).await {
                 Handled::Acked => processed.notify_one(),
                 Handled::BrokerLost => break,
                 Handled::Abandoned => {
@@ -96,55 +109,51 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                     return;
                 }
             }
+            if broken {
+                break;
+            }
         }
-        let _ = connection.close(200, "reconnecting".into()).await;
+        amqp::close_connection(&connection, "reconnecting").await;
     }
 }
 
 async fn close(connection: &Connection, channel: &Channel, tag: &str) {
-    let _ = channel
-        .basic_cancel(tag.into(), BasicCancelOptions::default())
-        .await;
-    let _ = channel.close(200, "OK".into()).await;
-    let _ = connection.close(200, "OK".into()).await;
+    let channel_closed = async {
+        let _ = channel
+            .basic_cancel(tag.into(), BasicCancelOptions::default())
+            .await;
+        let _ = channel.close(200, "OK".into()).await;
+    };
+    let _ = tokio::time::timeout(amqp::CLOSE_TIMEOUT, channel_closed).await;
+    amqp::close_connection(connection, "OK").await;
     info!("consumer stopped");
 }
 
-async fn handle(
+async fn handle_batch(
     hub: &Arc<Hub>,
     rejections: &Channel,
-    delivery: &Delivery,
+    batch: &[Delivery],
     shutdown: &mut watch::Receiver<bool>,
 ) -> Handled {
     let mut backoff = amqp::backoff();
     loop {
-        // A panic in processing is a defect like any other: caught, counted toward poison.
+        // A panic in processing is a defect like any other: caught, and the
+        // batch retried one message at a time so only the culprit suffers.
         let outcome = {
             let hub = hub.clone();
-            let body = delivery.data.clone();
-            match tokio::spawn(async move { hub.process(&body).await }).await {
-                Ok(outcome) => outcome,
-                Err(e) => Err(ProcessError::Failed(anyhow::anyhow!(
-                    "processing panicked: {e}"
-                ))),
-            }
+            let bodies: Vec<Vec<u8>> = batch.iter().map(|d| d.data.clone()).collect();
+            tokio::spawn(async move {
+                let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+                hub.process_batch(&refs).await
+            })
+            .await
         };
-        let result = match outcome {
-            Ok(Processed::Applied) => {
-                hub.metrics.processed();
-                ack(delivery).await
-            }
-            Ok(Processed::Duplicate) => {
-                hub.metrics.duplicate();
-                ack(delivery).await
-            }
-            Ok(Processed::Rejected(rejection)) => {
-                reject(hub, rejections, delivery, &rejection).await
-            }
-            Err(ProcessError::Transient(e)) => {
+        let outcomes = match outcome {
+            Ok(Ok(outcomes)) => outcomes,
+            Ok(Err(ProcessError::Transient(e))) => {
                 hub.metrics.transient();
                 let wait = backoff.next().unwrap_or_default();
-                warn!(error = %e, ?wait, "a dependency is down; the message waits");
+                warn!(error = %e, ?wait, "a dependency is down; the messages wait");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
@@ -154,36 +163,79 @@ async fn handle(
                 }
                 continue;
             }
-            Err(ProcessError::Failed(e)) => {
-                let attempts = amqp::delivery_count(&delivery.properties) + 1;
-                if attempts >= hub.settings.amqp.poison_after {
-                    warn!(error = %e, attempts, "processing keeps failing; rejecting as poison");
-                    let rejection = Rejection::new(
-                        Reason::Poison,
-                        format!("processing failed {attempts} times; last error: {e:#}"),
-                    );
-                    reject(hub, rejections, delivery, &rejection).await
-                } else {
-                    warn!(error = %e, attempts, "processing failed; the broker will redeliver");
-                    delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await
-                        .map(|_| ())
-                        .map_err(PublishError::from)
+            Ok(Err(ProcessError::Failed(e))) if batch.len() == 1 => vec![Outcome::Failed(e)],
+            Err(panic) if batch.len() == 1 => {
+                vec![Outcome::Failed(anyhow::anyhow!(
+                    "processing panicked: {panic}"
+                ))]
+            }
+            Ok(Err(ProcessError::Failed(_))) | Err(_) => {
+                for delivery in batch {
+                    match Box::pin(handle_batch(
+                        hub,
+                        rejections,
+                        std::slice::from_ref(delivery),
+                        shutdown,
+                    ))
+                    .await
+                    {
+                        Handled::Acked => {}
+                        other => return other,
+                    }
                 }
+                return Handled::Acked;
             }
         };
-        return match result {
-            Ok(()) => Handled::Acked,
-            Err(e) => {
+        for (delivery, outcome) in batch.iter().zip(outcomes) {
+            if let Err(e) = settle(hub, rejections, delivery, outcome).await {
                 warn!(error = %e, "broker lost while settling a delivery");
-                Handled::BrokerLost
+                return Handled::BrokerLost;
             }
-        };
+        }
+        return Handled::Acked;
+    }
+}
+
+/// Ack, reject or hand back one delivery after its batch committed.
+async fn settle(
+    hub: &Hub,
+    rejections: &Channel,
+    delivery: &Delivery,
+    outcome: Outcome,
+) -> Result<(), PublishError> {
+    match outcome {
+        Outcome::Processed(Processed::Applied) => {
+            hub.metrics.processed();
+            ack(delivery).await
+        }
+        Outcome::Processed(Processed::Duplicate) => {
+            hub.metrics.duplicate();
+            ack(delivery).await
+        }
+        Outcome::Processed(Processed::Rejected(rejection)) => {
+            reject(hub, rejections, delivery, &rejection).await
+        }
+        Outcome::Failed(e) => {
+            let attempts = amqp::delivery_count(&delivery.properties) + 1;
+            if attempts >= hub.settings.amqp.poison_after {
+                warn!(error = %e, attempts, "processing keeps failing; rejecting as poison");
+                let rejection = Rejection::new(
+                    Reason::Poison,
+                    format!("processing failed {attempts} times; last error: {e:#}"),
+                );
+                reject(hub, rejections, delivery, &rejection).await
+            } else {
+                warn!(error = %e, attempts, "processing failed; the broker will redeliver");
+                delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok(())
+            }
+        }
     }
 }
 

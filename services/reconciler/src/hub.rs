@@ -17,6 +17,7 @@ use dynzero_domain::reconcile::{HouseholdStatus, reconcile};
 use dynzero_domain::rules::Rules;
 use serde_json::Value;
 use sqlx::{PgPool, Row};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Why applying a message failed.
@@ -79,6 +80,63 @@ pub enum Processed {
     Rejected(Rejection),
 }
 
+/// What became of one message of a batch.
+#[derive(Debug)]
+pub enum Outcome {
+    Processed(Processed),
+    /// Rolled back alone; a defect, counted toward `poison`.
+    Failed(anyhow::Error),
+}
+
+/// What storing one message did.
+enum Applied {
+    /// Stored; these households must be folded.
+    New(Vec<String>),
+    Duplicate,
+    Conflict,
+}
+
+/// The people a message is about.
+fn people_in(fact: &InboundFact) -> Vec<&str> {
+    match fact {
+        InboundFact::Registration(r) => r.members.iter().map(|m| m.id_number.as_str()).collect(),
+        InboundFact::Visit { findings, .. } => {
+            findings.iter().map(|f| f.id_number.as_str()).collect()
+        }
+        InboundFact::Layoff(n) => n.employees.iter().map(|(id, _)| id.as_str()).collect(),
+        InboundFact::Employment(f) => vec![f.id_number.as_str()],
+        InboundFact::Subsidy { change, .. } => vec![change.applicant.as_str()],
+        InboundFact::Posting(_) => Vec::new(),
+    }
+}
+
+/// Take, in one global order, every lock a batch will need: people first,
+/// then households. Two batches then never wait on each other in a cycle.
+async fn lock_upfront<'a>(
+    tx: Tx<'_>,
+    batch: impl Iterator<Item = &'a Inbound>,
+) -> sqlx::Result<()> {
+    let mut people: Vec<String> = Vec::new();
+    let mut households: Vec<String> = Vec::new();
+    for inbound in batch {
+        people.extend(people_in(&inbound.fact).into_iter().map(str::to_string));
+        match &inbound.fact {
+            InboundFact::Registration(r) => {
+                households.push(r.household_id.to_string());
+                people.extend(store::people_of(tx, r.household_id.as_str()).await?);
+            }
+            InboundFact::Visit { visit, .. } => households.push(visit.household_id.to_string()),
+            _ => {}
+        }
+    }
+    let refs: Vec<&str> = people.iter().map(String::as_str).collect();
+    lock_people(tx, &refs).await?;
+    households.extend(store::households_naming(tx, &refs).await?);
+    households.sort();
+    households.dedup();
+    lock_households(tx, &households).await
+}
+
 /// The reconciler's state shared by its tasks.
 pub struct Hub {
     pub pool: PgPool,
@@ -91,7 +149,7 @@ pub struct Hub {
 /// Advisory-lock namespace for people: facts about one person, and
 /// registrations naming them, take their turn.
 const PERSON_LOCK_SPACE: i32 = 0x647a;
-const PERSON_LOCK_BUCKETS: u32 = 4096;
+const PERSON_LOCK_BUCKETS: u32 = 1024;
 
 fn person_bucket(id_number: &str) -> i32 {
     // FNV-1a: stable across processes and versions, unlike std's hasher.
@@ -104,60 +162,113 @@ fn person_bucket(id_number: &str) -> i32 {
 }
 
 impl Hub {
-    /// Check, store and apply one message body in one transaction.
+    /// Check, store and apply one message body in its own transaction.
     pub async fn process(&self, body: &[u8]) -> Result<Processed, ProcessError> {
-        let now = self.clock.now();
-        let today = self.clock.today();
-        let mut inbound = match inbound::parse(body, self.settings.rules.max_body_bytes, today) {
-            Ok(inbound) => inbound,
-            Err(rejection) => return Ok(Processed::Rejected(rejection)),
-        };
-        let mut tx = self.pool.begin().await?;
-        let arrival = match store::inbox(&mut tx, &inbound).await? {
-            InboxOutcome::New(arrival) => arrival,
-            InboxOutcome::Duplicate => {
-                tx.commit().await?;
-                return Ok(Processed::Duplicate);
-            }
-            InboxOutcome::Conflict => {
-                tx.rollback().await?;
-                return Ok(Processed::Rejected(Rejection::new(
-                    Reason::DuplicateIdConflict,
-                    format!(
-                        "/id: ({}, {}) was processed before with different data",
-                        inbound.source, inbound.id
-                    ),
-                )));
-            }
-        };
-        inbound.fact.set_arrival(arrival);
-        let cause = inbound.cause();
-        store::store_fact(&mut tx, &inbound.fact, arrival, &cause, &inbound.data).await?;
-        self.apply(&mut tx, &inbound, arrival, now).await?;
-        tx.commit().await?;
-        Ok(Processed::Applied)
+        let mut outcomes = self.process_batch(&[body]).await?;
+        match outcomes.pop() {
+            Some(Outcome::Processed(p)) => Ok(p),
+            Some(Outcome::Failed(e)) => Err(ProcessError::Failed(e)),
+            None => Err(ProcessError::Failed(anyhow::anyhow!("no outcome"))),
+        }
     }
 
+    /// Check, store and apply several message bodies in one transaction, in
+    /// order; one outcome per body. A message that fails is rolled back to its
+    /// savepoint alone; the others commit. Households are folded once per
+    /// batch, at its end (and before a posting, which reads their states).
+    pub async fn process_batch(&self, bodies: &[&[u8]]) -> Result<Vec<Outcome>, ProcessError> {
+        let now = self.clock.now();
+        let today = self.clock.today();
+        let parsed: Vec<Result<Inbound, Rejection>> = bodies
+            .iter()
+            .map(|body| inbound::parse(body, self.settings.rules.max_body_bytes, today))
+            .collect();
+        if parsed.iter().all(Result::is_err) {
+            return Ok(parsed
+                .into_iter()
+                .filter_map(Result::err)
+                .map(|r| Outcome::Processed(Processed::Rejected(r)))
+                .collect());
+        }
+        let mut tx = self.pool.begin().await?;
+        lock_upfront(&mut tx, parsed.iter().filter_map(|p| p.as_ref().ok())).await?;
+        let mut pending: BTreeSet<String> = BTreeSet::new();
+        let mut outcomes = Vec::with_capacity(parsed.len());
+        for message in parsed {
+            let mut inbound = match message {
+                Ok(inbound) => inbound,
+                Err(rejection) => {
+                    outcomes.push(Outcome::Processed(Processed::Rejected(rejection)));
+                    continue;
+                }
+            };
+            if matches!(inbound.fact, InboundFact::Posting(_)) {
+                self.reconcile_pending(&mut tx, &mut pending, now).await?;
+            }
+            let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+            match self.apply(&mut savepoint, &mut inbound, now).await {
+                Ok(Applied::New(affected)) => {
+                    savepoint.commit().await?;
+                    pending.extend(affected);
+                    outcomes.push(Outcome::Processed(Processed::Applied));
+                }
+                Ok(Applied::Duplicate) => {
+                    savepoint.commit().await?;
+                    outcomes.push(Outcome::Processed(Processed::Duplicate));
+                }
+                Ok(Applied::Conflict) => {
+                    savepoint.rollback().await?;
+                    outcomes.push(Outcome::Processed(Processed::Rejected(Rejection::new(
+                        Reason::DuplicateIdConflict,
+                        format!(
+                            "/id: ({}, {}) was processed before with different data",
+                            inbound.source, inbound.id
+                        ),
+                    ))));
+                }
+                Err(ProcessError::Transient(e)) => return Err(ProcessError::Transient(e)),
+                Err(ProcessError::Failed(e)) => {
+                    savepoint.rollback().await?;
+                    outcomes.push(Outcome::Failed(e));
+                }
+            }
+        }
+        self.reconcile_pending(&mut tx, &mut pending, now).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn reconcile_pending(
+        &self,
+        tx: Tx<'_>,
+        pending: &mut BTreeSet<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ProcessError> {
+        for h in std::mem::take(pending) {
+            let id = Key::parse(&h).map_err(|e| anyhow::anyhow!("{e}"))?;
+            self.reconcile_household(tx, &id, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Store one message's facts and raise what the message itself raises;
+    /// returns the households to fold.
     async fn apply(
         &self,
         tx: Tx<'_>,
-        inbound: &Inbound,
-        arrival: i64,
+        inbound: &mut Inbound,
         now: DateTime<Utc>,
-    ) -> Result<(), ProcessError> {
-        let cause = inbound.cause();
-        let people: Vec<&str> = match &inbound.fact {
-            InboundFact::Registration(r) => {
-                r.members.iter().map(|m| m.id_number.as_str()).collect()
-            }
-            InboundFact::Visit { findings, .. } => {
-                findings.iter().map(|f| f.id_number.as_str()).collect()
-            }
-            InboundFact::Layoff(n) => n.employees.iter().map(|(id, _)| id.as_str()).collect(),
-            InboundFact::Employment(f) => vec![f.id_number.as_str()],
-            InboundFact::Subsidy { change, .. } => vec![change.applicant.as_str()],
-            InboundFact::Posting(_) => Vec::new(),
+    ) -> Result<Applied, ProcessError> {
+        let arrival = match store::inbox(tx, inbound).await? {
+            InboxOutcome::New(arrival) => arrival,
+            InboxOutcome::Duplicate => return Ok(Applied::Duplicate),
+            InboxOutcome::Conflict => return Ok(Applied::Conflict),
         };
+        inbound.fact.set_arrival(arrival);
+        let cause = inbound.cause();
+        store::store_fact(tx, &inbound.fact, arrival, &cause, &inbound.data).await?;
+        let inbound = &*inbound;
+        let people = people_in(&inbound.fact);
         lock_people(tx, &people).await?;
 
         // Which households the fact bears on, and which of them it is a cause of.
@@ -185,15 +296,17 @@ impl Hub {
         lock_households(tx, &affected).await?;
         for h in &affected {
             // Another household's registration is never named in caused_by.
-            let named = caused.as_deref().is_none_or(|c| c == h);
-            let cause = named.then_some((arrival, cause.as_str()));
-            self.reconcile_household(
-                tx,
-                &Key::parse(h).map_err(|e| anyhow::anyhow!("{e}"))?,
-                cause,
-                now,
-            )
-            .await?;
+            if caused.as_deref().is_none_or(|c| c == h) {
+                sqlx::query(
+                    "INSERT INTO household_cause (household_id, cause, arrival) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(h)
+                .bind(&cause)
+                .bind(arrival)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
 
         match &inbound.fact {
@@ -232,21 +345,18 @@ impl Hub {
             InboundFact::Posting(posting) => {
                 let today = self.clock.today();
                 let county = posting.division_code.county();
-                let candidates: Vec<String> = sqlx::query_scalar(
-                    "SELECT household_id FROM household
+                // The published states: the sweeper keeps them current with the date.
+                let candidates: Vec<Value> = sqlx::query_scalar(
+                    "SELECT content FROM household
                      WHERE status = 'zero_employment' AND left(division_code, 6) = $1 ORDER BY household_id",
                 )
                 .bind(county)
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut states = Vec::with_capacity(candidates.len());
-                for h in &candidates {
-                    let h = Key::parse(h).map_err(|e| anyhow::anyhow!("{e}"))?;
-                    let loaded = store::load(tx, &h).await?;
-                    if let Some(r) = reconcile(&loaded.facts, today, &self.rules) {
-                        states.push(r.state);
-                    }
-                }
+                let states: Vec<_> = candidates
+                    .iter()
+                    .filter_map(outbound::state_from_data)
+                    .collect();
                 let data = outbound::posting_data(posting, &inbound.data);
                 for m in alerts::job_matches(posting, &states, today) {
                     if let Some(state) = states.iter().find(|s| s.household_id == m.household_id) {
@@ -261,7 +371,7 @@ impl Hub {
             }
             _ => {}
         }
-        Ok(())
+        Ok(Applied::New(affected))
     }
 
     /// Refold one (locked) household as of today; publish a version if it
@@ -270,22 +380,10 @@ impl Hub {
         &self,
         tx: Tx<'_>,
         household_id: &HouseholdId,
-        cause: Option<(i64, &str)>,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
         let h = household_id.as_str();
         let today = self.clock.today();
-        if let Some((arrival, cause)) = cause {
-            sqlx::query(
-                "INSERT INTO household_cause (household_id, cause, arrival) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(h)
-            .bind(cause)
-            .bind(arrival)
-            .execute(&mut *tx)
-            .await?;
-        }
         let row = sqlx::query(
             "SELECT version, content, status, zero_since FROM household WHERE household_id = $1",
         )
@@ -424,7 +522,7 @@ impl Hub {
 
         let next_review = [
             r.next_change,
-            alerts::next_overdue_check(state, r.last_visit, limit),
+            alerts::next_overdue_check(state, r.last_visit, today, limit),
         ]
         .into_iter()
         .flatten()
@@ -472,7 +570,7 @@ impl Hub {
                 continue;
             }
             let id = Key::parse(&h).map_err(|e| anyhow::anyhow!("{e}"))?;
-            self.reconcile_household(&mut tx, &id, None, self.clock.now())
+            self.reconcile_household(&mut tx, &id, self.clock.now())
                 .await?;
             tx.commit().await?;
             done += 1;
@@ -485,17 +583,15 @@ async fn lock_people(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<()> {
     if people.is_empty() {
         return Ok(());
     }
-    let mut buckets: Vec<i32> = people.iter().map(|p| person_bucket(p)).collect();
-    buckets.sort_unstable();
-    buckets.dedup();
-    // One at a time, in order: every transaction takes them in the same order.
-    for bucket in buckets {
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(PERSON_LOCK_SPACE)
-            .bind(bucket)
-            .execute(&mut *tx)
-            .await?;
-    }
+    let buckets: Vec<i32> = people.iter().map(|p| person_bucket(p)).collect();
+    // In bucket order: every transaction takes them in the same order.
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, b) FROM (SELECT DISTINCT unnest($2::int[]) AS b ORDER BY 1) AS s",
+    )
+    .bind(PERSON_LOCK_SPACE)
+    .bind(buckets)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 

@@ -55,8 +55,12 @@ pub async fn run(hub: Arc<Hub>, wake: Arc<Notify>, mut shutdown: watch::Receiver
                 Ok(0) => {
                     backoff = amqp::backoff();
                     if *shutdown.borrow() {
-                        let _ = channel.close(200, "OK".into()).await;
-                        let _ = connection.close(200, "OK".into()).await;
+                        let _ = tokio::time::timeout(
+                            amqp::CLOSE_TIMEOUT,
+                            channel.close(200, "OK".into()),
+                        )
+                        .await;
+                        amqp::close_connection(&connection, "OK").await;
                         info!("relay stopped with an empty outbox");
                         return;
                     }
@@ -81,7 +85,7 @@ pub async fn run(hub: Arc<Hub>, wake: Arc<Notify>, mut shutdown: watch::Receiver
                 }
             }
         }
-        let _ = connection.close(200, "reconnecting".into()).await;
+        amqp::close_connection(&connection, "reconnecting").await;
         tokio::time::sleep(backoff.next().unwrap_or_default()).await;
     }
 }

@@ -321,7 +321,8 @@ pub async fn people_of(tx: Tx<'_>, household_id: &str) -> sqlx::Result<Vec<Strin
 /// Every household that ever named one of these people.
 pub async fn households_naming(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        "SELECT DISTINCT household_id FROM registration_member WHERE id_number = ANY($1) ORDER BY household_id",
+        "SELECT DISTINCT m.household_id FROM UNNEST($1::text[]) AS p(id)
+         JOIN registration_member m ON m.id_number = p.id ORDER BY m.household_id",
     )
     .bind(people)
     .fetch_all(&mut *tx)
@@ -337,7 +338,8 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
     let reg_rows = sqlx::query(
         "SELECT arrival, household_id, division_code, effective_date, time, address, cause FROM registration
          WHERE household_id = $1
-            OR household_id IN (SELECT household_id FROM registration_member WHERE id_number = ANY($2))",
+            OR household_id IN (SELECT m.household_id FROM UNNEST($2::text[]) AS p(id)
+                                JOIN registration_member m ON m.id_number = p.id)",
     )
     .bind(h)
     .bind(&people)
@@ -346,7 +348,8 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
     let arrivals: Vec<i64> = reg_rows.iter().map(|r| r.get("arrival")).collect();
     let member_rows = sqlx::query(
         "SELECT arrival, id_number, name, relation, able_to_work, seeking_work, status
-         FROM registration_member WHERE arrival = ANY($1) ORDER BY arrival, position",
+         FROM UNNEST($1::bigint[]) AS a(arrival) JOIN registration_member USING (arrival)
+         ORDER BY arrival, position",
     )
     .bind(&arrivals)
     .fetch_all(&mut *tx)
@@ -388,7 +391,7 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
     let rows = sqlx::query(
         "SELECT arrival, id_number, date, time, event, employer_uscc, kind, contract_months,
                 monthly_wage_fen, social_insurance, visit_household, finding, cause
-         FROM employment_fact WHERE id_number = ANY($1)",
+         FROM UNNEST($1::text[]) AS p(id_number) JOIN employment_fact USING (id_number)",
     )
     .bind(&people)
     .fetch_all(&mut *tx)
@@ -475,7 +478,7 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
 
     let rows = sqlx::query(
         "SELECT arrival, case_id, applicant, change, monthly_amount_fen, effective_date, time, cause
-         FROM subsidy_change WHERE applicant = ANY($1)",
+         FROM UNNEST($1::text[]) AS p(applicant) JOIN subsidy_change USING (applicant)",
     )
     .bind(&people)
     .fetch_all(&mut *tx)
@@ -522,8 +525,10 @@ pub async fn planned_notices_listing(
     let rows = sqlx::query(
         "SELECT n.arrival, n.uscc, n.notice_id, n.effective_date, n.time, n.name, n.headcount, n.division_code,
                 array_agg(e.id_number ORDER BY e.position) AS ids, array_agg(e.name ORDER BY e.position) AS names
-         FROM layoff_notice n JOIN layoff_employee e ON e.arrival = n.arrival
-         WHERE n.stage = 'planned' AND e.id_number = ANY($1)
+         FROM UNNEST($1::text[]) AS p(id)
+         JOIN layoff_employee e ON e.id_number = p.id
+         JOIN layoff_notice n ON n.arrival = e.arrival
+         WHERE n.stage = 'planned'
            AND NOT EXISTS (SELECT 1 FROM layoff_notice w
                            WHERE w.stage = 'withdrawn' AND w.uscc = n.uscc AND w.notice_id = n.notice_id)
          GROUP BY n.arrival ORDER BY n.arrival",

@@ -453,16 +453,18 @@ impl City {
         let registered = today - Days::new(365);
         let mut out = Vec::new();
         for h in 0..self.households.len() {
-            out.push(self.registration(h, registered));
-            let zero = self.rng.random_bool(0.02);
+            // Employment registrations first, as a city backfill would send
+            // them: the household's first version is then already right.
+            let zero = self.rng.random_bool(0.005);
             for m in 0..self.households[h].members.len() {
                 let p = self.households[h].members[m].clone();
-                if !zero && self.working_age(&p, today) && self.rng.random_bool(0.85) {
+                if !zero && self.working_age(&p, today) && self.rng.random_bool(0.99) {
                     let e = self.rng.random_range(0..self.enterprises.len());
                     let date = registered + Days::new(self.rng.random_range(0..60));
                     out.push(self.start(h, m, e, date));
                 }
             }
+            out.push(self.registration(h, registered));
         }
         out
     }
@@ -480,12 +482,12 @@ impl City {
             let members = self.households[h].members.len();
             let m = self.rng.random_range(0..members);
             match roll {
-                0..=24 => {
+                0..=9 => {
                     if let Some(msg) = self.end(h, m, date) {
                         out.push(msg);
                     }
                 }
-                25..=49 => {
+                10..=49 => {
                     let p = self.households[h].members[m].clone();
                     if p.employer.is_none() && self.working_age(&p, today) {
                         let e = self.rng.random_range(0..self.enterprises.len());
@@ -497,7 +499,7 @@ impl City {
                     let change = ["granted", "adjusted", "revoked"][self.rng.random_range(0..3)];
                     out.push(self.subsidy(h, change, date));
                 }
-                85..=94 => {
+                85..=98 => {
                     let county = self.rng.random_range(0..self.config.counties.len());
                     out.push(self.posting(county, today + Days::new(30)));
                 }
