@@ -31,19 +31,42 @@ async fn the_demo_runs_to_completion_and_its_board_shows_zero_employment_househo
     .expect("the demo finishes within three minutes")
     .expect("the demo runs");
     let board = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "demo failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "demo failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(board.contains("区县 210302"), "a district line:\n{board}");
     assert!(board.contains("街道 210302001"), "a street line:\n{board}");
-    assert!(board.contains("社区 210302001001"), "a community line:\n{board}");
+    assert!(
+        board.contains("社区 210302001001"),
+        "a community line:\n{board}"
+    );
     let zero_lines = board
         .lines()
         .filter(|l| l.trim_start().starts_with("- HH"))
         .count();
-    assert!(zero_lines > 0, "open zero-employment households listed:\n{board}");
-    for kind in ["zero_employment_new", "layoff_early_warning", "layoff_unreported", "job_match"] {
+    assert!(
+        zero_lines > 0,
+        "open zero-employment households listed:\n{board}"
+    );
+    for kind in [
+        "zero_employment_new",
+        "layoff_early_warning",
+        "layoff_unreported",
+        "job_match",
+    ] {
         assert!(board.contains(kind), "{kind} on the board:\n{board}");
     }
-    for reason in ["malformed", "unknown_type", "schema_invalid", "invalid_identifier"] {
-        assert!(board.contains(&format!("{reason}:")), "{reason} among the rejections:\n{board}");
+    for reason in [
+        "malformed",
+        "unknown_type",
+        "schema_invalid",
+        "invalid_identifier",
+    ] {
+        assert!(
+            board.contains(&format!("{reason}:")),
+            "{reason} among the rejections:\n{board}"
+        );
     }
 }

@@ -244,11 +244,39 @@ impl Hub {
         pending: &mut BTreeSet<String>,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
+        let mut ids = Vec::with_capacity(pending.len());
         for h in std::mem::take(pending) {
-            let id = Key::parse(&h).map_err(|e| anyhow::anyhow!("{e}"))?;
-            self.reconcile_household(tx, &id, now).await?;
+            ids.push(Key::parse(&h).map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+        self.reconcile_households(tx, &ids, now).await
+    }
+
+    /// Refold (locked) households, loading their facts together.
+    pub async fn reconcile_households(
+        &self,
+        tx: Tx<'_>,
+        households: &[HouseholdId],
+        now: DateTime<Utc>,
+    ) -> Result<(), ProcessError> {
+        if households.is_empty() {
+            return Ok(());
+        }
+        let loaded = store::load_many(tx, households).await?;
+        for (household_id, loaded) in households.iter().zip(loaded) {
+            self.reconcile_loaded(tx, household_id, loaded, now).await?;
         }
         Ok(())
+    }
+
+    /// Refold one (locked) household.
+    pub async fn reconcile_household(
+        &self,
+        tx: Tx<'_>,
+        household_id: &HouseholdId,
+        now: DateTime<Utc>,
+    ) -> Result<(), ProcessError> {
+        self.reconcile_households(tx, std::slice::from_ref(household_id), now)
+            .await
     }
 
     /// Store one message's facts and raise what the message itself raises;
@@ -374,12 +402,13 @@ impl Hub {
         Ok(Applied::New(affected))
     }
 
-    /// Refold one (locked) household as of today; publish a version if it
+    /// Fold one (locked) household as of today; publish a version if it
     /// changed, and raise what that and today's date call for.
-    pub async fn reconcile_household(
+    async fn reconcile_loaded(
         &self,
         tx: Tx<'_>,
         household_id: &HouseholdId,
+        loaded: store::Loaded,
         now: DateTime<Utc>,
     ) -> Result<(), ProcessError> {
         let h = household_id.as_str();
@@ -400,7 +429,6 @@ impl Hub {
         });
         let previous_zero_since: Option<chrono::NaiveDate> = row.get("zero_since");
 
-        let loaded = store::load(tx, household_id).await?;
         let Some(r) = reconcile(&loaded.facts, today, &self.rules) else {
             // Not in existence yet: look again on its first registration's date.
             let first = loaded
@@ -500,10 +528,10 @@ impl Hub {
             )
             .await?;
         }
-        let notices = store::planned_notices_listing(tx, &loaded.people).await?;
+        let notices = &loaded.notices;
         if !notices.is_empty() {
             let household = outbound::state_data(state, version, &[]);
-            for notice in &notices {
+            for notice in notices {
                 if let Some(members) =
                     alerts::household_at_risk(&loaded.facts, notice, today, &self.rules)
                 {

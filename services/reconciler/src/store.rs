@@ -11,7 +11,7 @@ use dynzero_domain::facts::{
 use dynzero_domain::ids::{DivisionCode, HouseholdId, IdNumber, Key, Money, Uscc};
 use dynzero_domain::reconcile::HouseholdFacts;
 use sqlx::{PgConnection, Row};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub type Tx<'a> = &'a mut PgConnection;
 
@@ -307,8 +307,9 @@ pub struct Loaded {
     /// (arrival, "<source> <id>") of every fact that bears on the household,
     /// other households' registrations excepted.
     pub causes: Vec<(i64, String)>,
-    /// Everyone the household ever named.
-    pub people: Vec<String>,
+    /// The planned, not withdrawn layoff notices listing someone the
+    /// household ever named, with only those people among their employees.
+    pub notices: Vec<LayoffNotice>,
 }
 
 pub async fn people_of(tx: Tx<'_>, household_id: &str) -> sqlx::Result<Vec<String>> {
@@ -329,20 +330,39 @@ pub async fn households_naming(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<Vec<
     .await
 }
 
-/// Everything [`HouseholdFacts`] asks for, for one household.
-pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Loaded> {
-    let h = household_id.as_str();
-    let people = people_of(tx, h).await?;
-    let mut causes = Vec::new();
+/// Everything [`HouseholdFacts`] asks for, for several households at once:
+/// one round trip per table, however many households a batch touches.
+pub async fn load_many(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result<Vec<Loaded>> {
+    let ids: Vec<&str> = households.iter().map(Key::as_str).collect();
+    let rows = sqlx::query(
+        "SELECT DISTINCT household_id, id_number FROM registration_member WHERE household_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in rows {
+        named
+            .entry(row.get("household_id"))
+            .or_default()
+            .insert(row.get("id_number"));
+    }
+    let all_people: Vec<String> = named
+        .values()
+        .flatten()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
 
     let reg_rows = sqlx::query(
         "SELECT arrival, household_id, division_code, effective_date, time, address, cause FROM registration
-         WHERE household_id = $1
+         WHERE household_id = ANY($1)
             OR household_id IN (SELECT m.household_id FROM UNNEST($2::text[]) AS p(id)
                                 JOIN registration_member m ON m.id_number = p.id)",
     )
-    .bind(h)
-    .bind(&people)
+    .bind(&ids)
+    .bind(&all_people)
     .fetch_all(&mut *tx)
     .await?;
     let arrivals: Vec<i64> = reg_rows.iter().map(|r| r.get("arrival")).collect();
@@ -368,24 +388,23 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
                 status: stored_word(words::member_status::parse, row.get("status"))?,
             });
     }
-    let mut registrations = Vec::with_capacity(reg_rows.len());
+    let mut registrations: Vec<(Registration, String)> = Vec::with_capacity(reg_rows.len());
     for row in reg_rows {
         let arrival: i64 = row.get("arrival");
-        let household: String = row.get("household_id");
-        if household == h {
-            causes.push((arrival, row.get("cause")));
-        }
-        registrations.push(Registration {
-            household_id: stored_key(&household)?,
-            division_code: stored_division(row.get("division_code"))?,
-            address: row.get("address"),
-            members: members.remove(&arrival).unwrap_or_default(),
-            order: Order {
-                date: row.get("effective_date"),
-                time: row.get("time"),
-                arrival,
+        registrations.push((
+            Registration {
+                household_id: stored_key(row.get("household_id"))?,
+                division_code: stored_division(row.get("division_code"))?,
+                address: row.get("address"),
+                members: members.remove(&arrival).unwrap_or_default(),
+                order: Order {
+                    date: row.get("effective_date"),
+                    time: row.get("time"),
+                    arrival,
+                },
             },
-        });
+            row.get("cause"),
+        ));
     }
 
     let rows = sqlx::query(
@@ -393,21 +412,20 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
                 monthly_wage_fen, social_insurance, visit_household, finding, cause
          FROM UNNEST($1::text[]) AS p(id_number) JOIN employment_fact USING (id_number)",
     )
-    .bind(&people)
+    .bind(&all_people)
     .fetch_all(&mut *tx)
     .await?;
-    let mut employment = Vec::with_capacity(rows.len());
+    let mut employment: BTreeMap<String, Vec<(EmploymentFact, String)>> = BTreeMap::new();
     for row in rows {
         let arrival: i64 = row.get("arrival");
         let cause: String = row.get("cause");
-        let event: &str = row.get("event");
         let employer = || -> anyhow::Result<Uscc> {
             stored_uscc(
                 row.get::<Option<&str>, _>("employer_uscc")
                     .unwrap_or_default(),
             )
         };
-        let event = match event {
+        let event = match row.get::<&str, _>("event") {
             "started" => EmploymentEvent::Started {
                 employer: employer()?,
                 terms: Terms {
@@ -445,75 +463,143 @@ pub async fn load(tx: Tx<'_>, household_id: &HouseholdId) -> anyhow::Result<Load
                 )?,
             },
         };
-        causes.push((arrival, cause));
-        employment.push(EmploymentFact {
-            id_number: stored_id(row.get("id_number"))?,
+        let person: String = row.get("id_number");
+        let fact = EmploymentFact {
+            id_number: stored_id(&person)?,
             order: Order {
                 date: row.get("date"),
                 time: row.get("time"),
                 arrival,
             },
             event,
-        });
+        };
+        employment.entry(person).or_default().push((fact, cause));
     }
 
-    let rows =
-        sqlx::query("SELECT arrival, visit_date, time, cause FROM visit WHERE household_id = $1")
-            .bind(h)
-            .fetch_all(&mut *tx)
-            .await?;
-    let mut visits = Vec::with_capacity(rows.len());
+    let rows = sqlx::query(
+        "SELECT arrival, household_id, visit_date, time, cause FROM visit WHERE household_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut visits: BTreeMap<String, Vec<(Visit, String)>> = BTreeMap::new();
     for row in rows {
-        let arrival: i64 = row.get("arrival");
-        causes.push((arrival, row.get("cause")));
-        visits.push(Visit {
-            household_id: household_id.clone(),
+        let household: String = row.get("household_id");
+        let visit = Visit {
+            household_id: stored_key(&household)?,
             order: Order {
                 date: row.get("visit_date"),
                 time: row.get("time"),
-                arrival,
+                arrival: row.get("arrival"),
             },
-        });
+        };
+        visits
+            .entry(household)
+            .or_default()
+            .push((visit, row.get("cause")));
     }
 
     let rows = sqlx::query(
         "SELECT arrival, case_id, applicant, change, monthly_amount_fen, effective_date, time, cause
          FROM UNNEST($1::text[]) AS p(applicant) JOIN subsidy_change USING (applicant)",
     )
-    .bind(&people)
+    .bind(&all_people)
     .fetch_all(&mut *tx)
     .await?;
-    let mut subsidy_changes = Vec::with_capacity(rows.len());
+    let mut subsidies: BTreeMap<String, Vec<(SubsidyChange, String)>> = BTreeMap::new();
     for row in rows {
-        let arrival: i64 = row.get("arrival");
-        causes.push((arrival, row.get("cause")));
-        subsidy_changes.push(SubsidyChange {
+        let applicant: String = row.get("applicant");
+        let change = SubsidyChange {
             case_id: stored_key(row.get("case_id"))?,
-            applicant: stored_id(row.get("applicant"))?,
+            applicant: stored_id(&applicant)?,
             change: stored_word(words::change::parse, row.get("change"))?,
             monthly_amount: Money::from_fen(row.get("monthly_amount_fen"))
                 .map_err(|e| anyhow::anyhow!("stored amount: {e}"))?,
             order: Order {
                 date: row.get("effective_date"),
                 time: row.get("time"),
-                arrival,
+                arrival: row.get("arrival"),
             },
-        });
+        };
+        subsidies
+            .entry(applicant)
+            .or_default()
+            .push((change, row.get("cause")));
     }
 
-    causes.sort();
-    causes.dedup();
-    Ok(Loaded {
-        facts: HouseholdFacts {
-            household_id: household_id.clone(),
-            registrations,
-            employment,
-            visits,
-            subsidy_changes,
-        },
-        causes,
-        people,
-    })
+    let notices = planned_notices_listing(tx, &all_people).await?;
+
+    let empty = BTreeSet::new();
+    let mut out = Vec::with_capacity(households.len());
+    for household_id in households {
+        let people = named.get(household_id.as_str()).unwrap_or(&empty);
+        let mut causes: Vec<(i64, String)> = Vec::new();
+        let related: BTreeSet<&HouseholdId> = registrations
+            .iter()
+            .filter(|(r, _)| {
+                r.household_id == *household_id
+                    || r.members
+                        .iter()
+                        .any(|m| people.contains(m.id_number.as_str()))
+            })
+            .map(|(r, _)| &r.household_id)
+            .collect();
+        let mut own_registrations = Vec::new();
+        for (r, cause) in &registrations {
+            if related.contains(&r.household_id) {
+                if r.household_id == *household_id {
+                    causes.push((r.order.arrival, cause.clone()));
+                }
+                own_registrations.push(r.clone());
+            }
+        }
+        let mut facts = Vec::new();
+        let mut changes = Vec::new();
+        for person in people {
+            for (f, cause) in employment.get(person).into_iter().flatten() {
+                causes.push((f.order.arrival, cause.clone()));
+                facts.push(f.clone());
+            }
+            for (c, cause) in subsidies.get(person).into_iter().flatten() {
+                causes.push((c.order.arrival, cause.clone()));
+                changes.push(c.clone());
+            }
+        }
+        let mut own_visits = Vec::new();
+        for (v, cause) in visits.get(household_id.as_str()).into_iter().flatten() {
+            causes.push((v.order.arrival, cause.clone()));
+            own_visits.push(v.clone());
+        }
+        let own_notices = notices
+            .iter()
+            .filter_map(|n| {
+                let employees: Vec<(IdNumber, String)> = n
+                    .employees
+                    .iter()
+                    .filter(|(id, _)| people.contains(id.as_str()))
+                    .cloned()
+                    .collect();
+                (!employees.is_empty()).then(|| LayoffNotice {
+                    employees,
+                    ..n.clone()
+                })
+            })
+            .collect();
+        causes.sort();
+        causes.dedup();
+        out.push(Loaded {
+            facts: HouseholdFacts {
+                household_id: household_id.clone(),
+                registrations: own_registrations,
+                employment: facts,
+                visits: own_visits,
+                subsidy_changes: changes,
+            },
+            causes,
+            notices: own_notices,
+        });
+    }
+    Ok(out)
 }
 
 /// The planned, not withdrawn notices listing any of these people, each with
