@@ -7,9 +7,7 @@ use crate::hub::{Hub, Outcome, ProcessError, Processed};
 use dynzero_contracts::rejection::{Reason, Rejection};
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use std::sync::Arc;
@@ -71,7 +69,7 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                 d = consumer.next() => d,
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() {
-                        close(&connection, &channel, consumer.tag().as_str()).await;
+                        close(&connection, &channel).await;
                         return;
                     }
                     continue;
@@ -105,7 +103,7 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                 Handled::Acked => processed.notify_one(),
                 Handled::BrokerLost => break,
                 Handled::Abandoned => {
-                    close(&connection, &channel, consumer.tag().as_str()).await;
+                    close(&connection, &channel).await;
                     return;
                 }
             }
@@ -117,14 +115,11 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
     }
 }
 
-async fn close(connection: &Connection, channel: &Channel, tag: &str) {
-    let channel_closed = async {
-        let _ = channel
-            .basic_cancel(tag.into(), BasicCancelOptions::default())
-            .await;
-        let _ = channel.close(200, "OK".into()).await;
-    };
-    let _ = tokio::time::timeout(amqp::CLOSE_TIMEOUT, channel_closed).await;
+/// Closing the channel cancels the consumer; what was prefetched but not
+/// processed goes back to the queue unacknowledged. (An explicit
+/// basic.cancel first made lapin report a protocol error on the cancel-ok.)
+async fn close(connection: &Connection, channel: &Channel) {
+    let _ = tokio::time::timeout(amqp::CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
     amqp::close_connection(connection, "OK").await;
     info!("consumer stopped");
 }
