@@ -16,7 +16,7 @@ use dynzero_domain::ids::{HouseholdId, Key};
 use dynzero_domain::reconcile::{HouseholdStatus, reconcile};
 use dynzero_domain::rules::Rules;
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -296,8 +296,8 @@ impl Hub {
         let cause = inbound.cause();
         store::store_fact(tx, &inbound.fact, arrival, &cause, &inbound.data).await?;
         let inbound = &*inbound;
+        // Their locks were taken up front, with the whole batch's.
         let people = people_in(&inbound.fact);
-        lock_people(tx, &people).await?;
 
         // Which households the fact bears on, and which of them it is a cause of.
         let (affected, caused): (Vec<String>, Option<String>) = match &inbound.fact {
@@ -322,19 +322,21 @@ impl Hub {
         affected.sort();
         affected.dedup();
         lock_households(tx, &affected).await?;
-        for h in &affected {
-            // Another household's registration is never named in caused_by.
-            if caused.as_deref().is_none_or(|c| c == h) {
-                sqlx::query(
-                    "INSERT INTO household_cause (household_id, cause, arrival) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(h)
-                .bind(&cause)
-                .bind(arrival)
-                .execute(&mut *tx)
-                .await?;
-            }
+        // Another household's registration is never named in caused_by.
+        let named: Vec<&String> = affected
+            .iter()
+            .filter(|h| caused.as_deref().is_none_or(|c| c == h.as_str()))
+            .collect();
+        if !named.is_empty() {
+            sqlx::query(
+                "INSERT INTO household_cause (household_id, cause, arrival)
+                 SELECT h, $2, $3 FROM UNNEST($1::text[]) AS h ON CONFLICT DO NOTHING",
+            )
+            .bind(named)
+            .bind(&cause)
+            .bind(arrival)
+            .execute(&mut *tx)
+            .await?;
         }
 
         match &inbound.fact {
@@ -413,21 +415,15 @@ impl Hub {
     ) -> Result<(), ProcessError> {
         let h = household_id.as_str();
         let today = self.clock.today();
-        let row = sqlx::query(
-            "SELECT version, content, status, zero_since FROM household WHERE household_id = $1",
-        )
-        .bind(h)
-        .fetch_one(&mut *tx)
-        .await?;
-        let version: i64 = row.get("version");
-        let content: Option<Value> = row.get("content");
-        let previous_status = row.get::<Option<&str>, _>("status").and_then(|s| match s {
+        let version = loaded.published.version;
+        let content = loaded.published.content.clone();
+        let previous_status = loaded.published.status.as_deref().and_then(|s| match s {
             "zero_employment" => Some(HouseholdStatus::ZeroEmployment),
             "employed" => Some(HouseholdStatus::Employed),
             "no_labour_force" => Some(HouseholdStatus::NoLabourForce),
             _ => None,
         });
-        let previous_zero_since: Option<chrono::NaiveDate> = row.get("zero_since");
+        let previous_zero_since = loaded.published.zero_since;
 
         let Some(r) = reconcile(&loaded.facts, today, &self.rules) else {
             // Not in existence yet: look again on its first registration's date.

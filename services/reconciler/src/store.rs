@@ -310,6 +310,19 @@ pub struct Loaded {
     /// The planned, not withdrawn layoff notices listing someone the
     /// household ever named, with only those people among their employees.
     pub notices: Vec<LayoffNotice>,
+    /// What was last published of the household.
+    pub published: Published,
+}
+
+/// The household's row: its last published version.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    /// 0: nothing published yet.
+    pub version: i64,
+    /// The state's `data` without `version` and `caused_by`.
+    pub content: Option<serde_json::Value>,
+    pub status: Option<String>,
+    pub zero_since: Option<NaiveDate>,
 }
 
 pub async fn people_of(tx: Tx<'_>, household_id: &str) -> sqlx::Result<Vec<String>> {
@@ -529,6 +542,25 @@ pub async fn load_many(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result
 
     let notices = planned_notices_listing(tx, &all_people).await?;
 
+    let rows = sqlx::query(
+        "SELECT household_id, version, content, status, zero_since FROM household WHERE household_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut published: BTreeMap<String, Published> = BTreeMap::new();
+    for row in rows {
+        published.insert(
+            row.get("household_id"),
+            Published {
+                version: row.get("version"),
+                content: row.get("content"),
+                status: row.get("status"),
+                zero_since: row.get("zero_since"),
+            },
+        );
+    }
+
     let empty = BTreeSet::new();
     let mut out = Vec::with_capacity(households.len());
     for household_id in households {
@@ -597,6 +629,7 @@ pub async fn load_many(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result
             },
             causes,
             notices: own_notices,
+            published: published.remove(household_id.as_str()).unwrap_or_default(),
         });
     }
     Ok(out)
