@@ -6,7 +6,7 @@ use std::path::Path;
 
 const DEFAULT: &str = include_str!("../../../config/default.toml");
 
-pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+fn layered(file: Option<&Path>) -> anyhow::Result<config::Config> {
     let mut builder = config::Config::builder()
         .add_source(config::File::from_str(DEFAULT, config::FileFormat::Toml));
     if let Some(file) = file {
@@ -18,5 +18,14 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
             .separator("__")
             .try_parsing(true),
     );
-    Ok(builder.build()?.try_deserialize()?)
+    Ok(builder.build()?)
+}
+
+pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+    Ok(layered(file)?.try_deserialize()?)
+}
+
+/// The notifier's view of the same layers: `[amqp]`, `[database]`, `[notifier]`.
+pub fn load_notifier(file: Option<&Path>) -> anyhow::Result<dynzero_notifier::settings::Settings> {
+    Ok(layered(file)?.try_deserialize()?)
 }

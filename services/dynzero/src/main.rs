@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod bench;
+mod bench_notifier;
 mod config;
 mod demo;
+mod subscriptions;
 
 #[derive(Parser)]
 #[command(name = "dynzero", about = "零就业家庭动态为零 — the integration hub")]
@@ -26,6 +28,7 @@ enum Part {
     Consumer,
     Relay,
     Sweeper,
+    Notifier,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +58,22 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         latency_messages: usize,
     },
+    /// Measure the notifier: alerts delivered per second to a local webhook,
+    /// and the delay from an inbound registration to its community's webhook.
+    BenchNotifier {
+        #[arg(long, default_value_t = 2000)]
+        alerts: usize,
+        #[arg(long, default_value_t = 300)]
+        households: usize,
+        /// Paced rate of the registrations, per second.
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+    },
+    /// The notifier's run-time subscriptions.
+    Subscriptions {
+        #[command(subcommand)]
+        command: subscriptions::SubscriptionsCommand,
+    },
 }
 
 #[tokio::main]
@@ -79,8 +98,25 @@ async fn main() -> anyhow::Result<()> {
                     sweeper: only.iter().any(|p| matches!(p, Part::Sweeper)),
                 }
             };
-            let reconciler = Reconciler::build(settings, Arc::new(SystemClock)).await?;
-            reconciler.run_until(parts, shutdown_signal()).await
+            let notifier = only.is_empty() || only.iter().any(|p| matches!(p, Part::Notifier));
+            run(settings, parts, notifier, cli.config.as_deref()).await
+        }
+        Command::BenchNotifier {
+            alerts,
+            households,
+            rate,
+        } => {
+            let args = bench_notifier::NotifierBenchArgs {
+                alerts,
+                households,
+                rate,
+            };
+            bench_notifier::run(settings, args).await
+        }
+        Command::Subscriptions { command } => {
+            let settings =
+                config::load_notifier(cli.config.as_deref()).context("loading configuration")?;
+            subscriptions::run(settings, command).await
         }
         Command::Demo { households, seed } => demo::run(settings, households, seed).await,
         Command::Bench {
@@ -98,6 +134,46 @@ async fn main() -> anyhow::Result<()> {
             bench::run(settings, args).await
         }
     }
+}
+
+/// The reconciler's parts and the notifier, side by side, until SIGTERM or SIGINT.
+async fn run(
+    settings: dynzero_reconciler::settings::Settings,
+    parts: Parts,
+    notifier: bool,
+    config_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let mut services = tokio::task::JoinSet::new();
+    if parts.consumer || parts.relay || parts.sweeper {
+        let reconciler = Reconciler::build(settings, Arc::new(SystemClock)).await?;
+        services.spawn(reconciler.run_until(parts, until_stopped()));
+    }
+    if notifier {
+        let settings = config::load_notifier(config_file).context("loading configuration")?;
+        let notifier = dynzero_notifier::service::Notifier::build(settings).await?;
+        services.spawn(notifier.run_until(until_stopped()));
+    }
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        Some(ended) = services.join_next() => {
+            // A service ending by itself is an error worth stopping for.
+            let _ = stop.send(true);
+            ended??;
+            anyhow::bail!("a service stopped by itself");
+        }
+    }
+    let _ = stop.send(true);
+    while let Some(ended) = services.join_next().await {
+        ended??;
+    }
+    Ok(())
 }
 
 /// SIGTERM or SIGINT.

@@ -1,0 +1,215 @@
+//! Consumes the notifier's queue on `dynzero.alerts`: each batch of alerts
+//! becomes delivery rows in one transaction, acknowledged after it commits.
+
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::store::{self, ConsumedAlert};
+use dynzero_reconciler::amqp;
+use dynzero_reconciler::hub::is_transient;
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+use sqlx::PgPool;
+use std::sync::Arc;
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+/// The alerts exchange (declared as the reconciler declares it) and the
+/// notifier's durable quorum queue bound to it with `#`.
+pub async fn declare(channel: &Channel, settings: &Settings) -> lapin::Result<()> {
+    let exchange = settings.amqp.alerts_exchange.as_str();
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let mut quorum = FieldTable::default();
+    quorum.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    let queue = settings.queue();
+    let queue = queue.as_str();
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            quorum,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Consume until `shutdown` turns true, reconnecting as often as it takes.
+/// `recorded` is notified after each commit, to wake the delivery worker.
+pub async fn run(
+    pool: PgPool,
+    settings: Arc<Settings>,
+    metrics: Arc<Metrics>,
+    recorded: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = amqp::backoff();
+    while !*shutdown.borrow() {
+        let session = async {
+            let connection = amqp::connect(&settings.amqp.url).await?;
+            let channel = connection.create_channel().await?;
+            declare(&channel, &settings).await?;
+            channel
+                .basic_qos(settings.notifier.prefetch, BasicQosOptions::default())
+                .await?;
+            let consumer = channel
+                .basic_consume(
+                    settings.queue().as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok::<_, lapin::Error>((connection, channel, consumer))
+        };
+        let (connection, channel, mut consumer) = tokio::select! {
+            session = session => match session {
+                Ok(s) => s,
+                Err(e) => {
+                    let wait = backoff.next().unwrap_or_default();
+                    warn!(error = %e, ?wait, "broker unavailable; the notifier will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        info!(queue = %settings.queue(), "notifier consuming");
+        backoff = amqp::backoff();
+        loop {
+            let delivery = tokio::select! {
+                d = consumer.next() => d,
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        let _ = tokio::time::timeout(amqp::CLOSE_TIMEOUT, async {
+                            let _ = channel.basic_cancel(consumer.tag().as_str().into(), BasicCancelOptions::default()).await;
+                            let _ = channel.close(200, "OK".into()).await;
+                        }).await;
+                        amqp::close_connection(&connection, "OK").await;
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let first = match delivery {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    warn!(error = %e, "notifier consumer failed; reconnecting");
+                    break;
+                }
+                None => {
+                    warn!("notifier consumer cancelled by the broker; reconnecting");
+                    break;
+                }
+            };
+            let mut batch = vec![first];
+            while batch.len() < usize::from(settings.notifier.prefetch.max(1)) {
+                match consumer.next().now_or_never() {
+                    Some(Some(Ok(d))) => batch.push(d),
+                    _ => break,
+                }
+            }
+            if !record(&pool, &metrics, &batch, &mut shutdown).await {
+                // Shutdown while the database was down: unacknowledged, redelivered later.
+                amqp::close_connection(&connection, "OK").await;
+                return;
+            }
+            recorded.notify_one();
+            let last = batch.last().expect("a batch has a first delivery");
+            if let Err(e) = last.acker.ack(BasicAckOptions { multiple: true }).await {
+                warn!(error = %e, "broker lost while acking; the alerts come again and add nothing");
+                break;
+            }
+        }
+        amqp::close_connection(&connection, "reconnecting").await;
+    }
+}
+
+/// Write the batch's deliveries in one transaction, waiting out a database
+/// outage. `false` if shutdown came first.
+async fn record(
+    pool: &PgPool,
+    metrics: &Metrics,
+    batch: &[Delivery],
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut backoff = amqp::backoff();
+    loop {
+        match record_once(pool, metrics, batch).await {
+            Ok(created) => {
+                metrics.consumed(batch.len() as u64);
+                metrics.created(created);
+                return true;
+            }
+            Err(e) => {
+                if !is_transient(&e) {
+                    warn!(error = %e, "recording alerts failed; retrying");
+                }
+                let wait = backoff.next().unwrap_or_default();
+                warn!(error = %e, ?wait, "database unavailable; alerts wait");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(messages = batch.len()))]
+async fn record_once(
+    pool: &PgPool,
+    metrics: &Metrics,
+    batch: &[Delivery],
+) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut created = 0;
+    for delivery in batch {
+        match ConsumedAlert::parse(&delivery.data) {
+            Some(alert) => created += store::record_alert(&mut tx, &alert).await?,
+            None => {
+                // Not ours to judge: the hub published it. Kept out of the
+                // deliveries, counted, and acknowledged with the batch.
+                metrics.malformed();
+                warn!(routing_key = %delivery.routing_key, "not an alert CloudEvent; skipped");
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(created)
+}
