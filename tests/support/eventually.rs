@@ -15,7 +15,7 @@ const LONGEST_PAUSE: Duration = Duration::from_millis(200);
 /// deadline is dropped. One last attempt is made right at the deadline, so a
 /// condition that became true while sleeping is not reported as a timeout.
 ///
-/// ```ignore
+/// ```text
 /// let row = eventually(Duration::from_secs(10), "household 42 stored", || async {
 ///     sqlx::query("SELECT 1 FROM household WHERE id = 42")
 ///         .fetch_optional(&pool).await.unwrap()
