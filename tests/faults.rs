@@ -247,19 +247,24 @@ async fn sigkill_mid_run_then_restart_reaches_the_uninterrupted_states() {
     let distinct = distinct_ids(&messages);
     let pool = fixture.db.pool().await;
 
+    let shuffled = shuffled(&messages, 3);
     let mut first = spawn_dynzero(&fixture.settings);
-    publish_pipelined(&fixture, &shuffled(&messages, 3)).await;
-    eventually(
-        Duration::from_secs(180),
-        "the first child applied 1500 messages",
-        || async { (count(&pool, "SELECT count(*) FROM inbox").await? >= 1500).then_some(()) },
-    )
-    .await;
-    first.start_kill().expect("SIGKILL to the first child");
-    let status = tokio::time::timeout(Duration::from_secs(30), first.wait())
-        .await
-        .expect("the killed child exits")
-        .expect("waiting for the killed child");
+    // Killed as soon as it is well into the work, whether or not publishing
+    // has finished: the kill must land mid-run however fast the hub is.
+    let kill_mid_run = async {
+        eventually(
+            Duration::from_secs(180),
+            "the first child applied 1500 messages",
+            || async { (count(&pool, "SELECT count(*) FROM inbox").await? >= 1500).then_some(()) },
+        )
+        .await;
+        first.start_kill().expect("SIGKILL to the first child");
+        tokio::time::timeout(Duration::from_secs(30), first.wait())
+            .await
+            .expect("the killed child exits")
+            .expect("waiting for the killed child")
+    };
+    let ((), status) = tokio::join!(publish_pipelined(&fixture, &shuffled), kill_mid_run);
     assert!(!status.success(), "killed, not finished: {status:?}");
     let applied_when_killed = count(&pool, "SELECT count(*) FROM inbox")
         .await
@@ -359,10 +364,6 @@ async fn postgres_unreachable_for_20_seconds_loses_and_rejects_nothing() {
 /// and recognised, outputs are republished, and nothing is lost or rejected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_connection_cut_and_back_loses_and_rejects_nothing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("info,lapin=info")
-        .with_test_writer()
-        .try_init(); // DEBUG
     let db = fresh_database().await;
     let proxy = TcpProxy::start(amqp_addr()).expect("a proxy in front of RabbitMQ");
     let settings = test_settings(db.url(), &amqp_url_via(proxy.port()));
@@ -380,8 +381,7 @@ async fn broker_connection_cut_and_back_loses_and_rejects_nothing() {
 
     let hub = fixture.start().await;
     publish_pipelined(&fixture, &shuffled(&messages, 9)).await;
-    for applied in (1..14).map(|i| i * 50) {
-        // DEBUG
+    for applied in (1..14).map(|i| i * 50u64) {
         eventually(
             Duration::from_secs(120),
             &format!("{applied} messages applied"),
@@ -397,13 +397,11 @@ async fn broker_connection_cut_and_back_loses_and_rejects_nothing() {
         .await;
         // How long the broker stays away is the point here: long enough for
         // several failed reconnects, not a guess at how long an effect takes.
-        tokio::time::sleep(Duration::from_millis(300)).await; // DEBUG
+        tokio::time::sleep(Duration::from_millis(300)).await;
         proxy.restore();
-        // Consumer and relay each hold a connection.
-        eventually(Duration::from_secs(60), "the hub reconnected", || async {
-            (proxy.active_connections() >= 2).then_some(())
-        })
-        .await;
+        // No wait for reconnection here: the next round's progress, and in
+        // the end every output published, is what shows the hub came back.
+        // (An idle relay finds its connection gone only when it next publishes.)
     }
 
     wait_until_applied_and_published(&pool, distinct, Duration::from_secs(180)).await;
@@ -411,7 +409,6 @@ async fn broker_connection_cut_and_back_loses_and_rejects_nothing() {
     assert_nothing_rejected(&fixture).await;
     assert_eq!(hub.hub.metrics.rejected_total(), 0, "nothing rejected");
     assert_states(&latest, &expected);
-    eprintln!("DEBUG stopping");
     hub.stop().await;
     pool.close().await;
 }
