@@ -290,3 +290,57 @@ async fn every_rejection_reason_reaches_the_rejected_queue_with_the_original_bod
     assert_eq!(hub.hub.metrics.rejected_count(Reason::Poison), 1);
     hub.stop().await;
 }
+
+/// `GET /metrics` on the address a deployment configures.
+async fn get_metrics(addr: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    Some(response)
+}
+
+/// `dynzero run` counts rejections per reason and serves the counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynzero_run_serves_rejection_counts_per_reason_on_metrics() {
+    let mut fixture = Fixture::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    fixture.settings.metrics.listen = addr.clone();
+    let mut child = dynzero_tests::hub::spawn_dynzero(&fixture.settings);
+    fixture
+        .publish(&[
+            ("household.registered".into(), b"{not json".to_vec()),
+            ("household.registered".into(), b"[1, 2]".to_vec()),
+            (
+                "household.moved".into(),
+                event("m-1", "household.moved", json!({}))
+                    .to_string()
+                    .into_bytes(),
+            ),
+        ])
+        .await;
+    let metrics = eventually(
+        Duration::from_secs(60),
+        "three rejections counted",
+        || async {
+            get_metrics(&addr).await.filter(|m| {
+                m.contains("dynzero_reconciler_messages_rejected_total{reason=\"malformed\"} 2")
+                    && m.contains(
+                        "dynzero_reconciler_messages_rejected_total{reason=\"unknown_type\"} 1",
+                    )
+            })
+        },
+    )
+    .await;
+    assert!(metrics.contains("dynzero_reconciler_messages_rejected_total{reason=\"poison\"} 0"));
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}

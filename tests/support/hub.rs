@@ -298,6 +298,7 @@ pub fn spawn_dynzero(settings: &Settings) -> tokio::process::Child {
         .env("DYNZERO__AMQP__REJECTED_QUEUE", &a.rejected_queue)
         .env("DYNZERO__AMQP__POISON_AFTER", a.poison_after.to_string())
         .env("DYNZERO__DATABASE__URL", &settings.database.url)
+        .env("DYNZERO__METRICS__LISTEN", &settings.metrics.listen)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()

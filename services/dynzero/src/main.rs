@@ -11,6 +11,7 @@ mod bench;
 mod bench_notifier;
 mod config;
 mod demo;
+mod metrics_http;
 mod subscriptions;
 
 #[derive(Parser)]
@@ -151,14 +152,24 @@ async fn run(
         }
     };
     let mut services = tokio::task::JoinSet::new();
+    let mut sources: Vec<metrics_http::Source> = Vec::new();
+    let listen = settings.metrics.listen.clone();
     if parts.consumer || parts.relay || parts.sweeper {
         let reconciler = Reconciler::build(settings, Arc::new(SystemClock)).await?;
+        let metrics = reconciler.hub().metrics.clone();
+        sources.push(Arc::new(move || metrics.render()));
         services.spawn(reconciler.run_until(parts, until_stopped()));
     }
     if notifier {
         let settings = config::load_notifier(config_file).context("loading configuration")?;
         let notifier = dynzero_notifier::service::Notifier::build(settings).await?;
+        let metrics = notifier.metrics().clone();
+        sources.push(Arc::new(move || metrics.render()));
         services.spawn(notifier.run_until(until_stopped()));
+    }
+    if !listen.is_empty() {
+        let shutdown = until_stopped();
+        services.spawn(async move { metrics_http::serve(&listen, sources, shutdown).await });
     }
     tokio::select! {
         _ = shutdown_signal() => {}

@@ -152,6 +152,14 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub rules: RulesSettings,
     pub sweep: SweepSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// Where `dynzero run` serves `/metrics` (Prometheus text); empty: nowhere.
+#[derive(Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct MetricsSettings {
+    pub listen: String,
 }
 
 /// A URL with its password replaced, for logs.
