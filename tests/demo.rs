@@ -1,7 +1,7 @@
 //! `dynzero demo`, as the README runs it, on a database and exchanges of the
 //! test's own.
 
-use dynzero_tests::hub::{dynzero_binary, test_settings};
+use dynzero_tests::hub::{dynzero_command, test_settings};
 use dynzero_tests::{amqp_url, fresh_database};
 use std::time::Duration;
 
@@ -11,21 +11,9 @@ async fn the_demo_runs_to_completion_and_its_board_shows_zero_employment_househo
     // The demo creates its database when missing: name one that does not exist yet.
     let url = format!("{}_demo", db.url());
     let settings = test_settings(&url, &amqp_url());
-    let a = &settings.amqp;
     let output = tokio::time::timeout(
         Duration::from_secs(180),
-        tokio::process::Command::new(dynzero_binary())
-            .arg("demo")
-            .env("DYNZERO__DATABASE__URL", &url)
-            .env("DYNZERO__AMQP__INBOUND_EXCHANGE", &a.inbound_exchange)
-            .env("DYNZERO__AMQP__HOUSEHOLDS_EXCHANGE", &a.households_exchange)
-            .env("DYNZERO__AMQP__ALERTS_EXCHANGE", &a.alerts_exchange)
-            .env("DYNZERO__AMQP__REJECTED_EXCHANGE", &a.rejected_exchange)
-            .env("DYNZERO__AMQP__QUEUE", &a.queue)
-            .env("DYNZERO__AMQP__REJECTED_QUEUE", &a.rejected_queue)
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true)
-            .output(),
+        dynzero_command(&settings).arg("demo").output(),
     )
     .await
     .expect("the demo finishes within three minutes")

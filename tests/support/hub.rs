@@ -283,12 +283,12 @@ pub fn dynzero_binary() -> PathBuf {
     bin
 }
 
-/// `dynzero run` as a child process with these settings (passed as
-/// environment variables, the way a deployment would).
-pub fn spawn_dynzero(settings: &Settings) -> tokio::process::Child {
+/// The `dynzero` binary with these settings in its environment, the way a
+/// deployment passes them; add the subcommand.
+pub fn dynzero_command(settings: &Settings) -> tokio::process::Command {
     let a = &settings.amqp;
-    tokio::process::Command::new(dynzero_binary())
-        .arg("run")
+    let mut command = tokio::process::Command::new(dynzero_binary());
+    command
         .env("DYNZERO__AMQP__URL", &a.url)
         .env("DYNZERO__AMQP__INBOUND_EXCHANGE", &a.inbound_exchange)
         .env("DYNZERO__AMQP__HOUSEHOLDS_EXCHANGE", &a.households_exchange)
@@ -300,7 +300,14 @@ pub fn spawn_dynzero(settings: &Settings) -> tokio::process::Child {
         .env("DYNZERO__DATABASE__URL", &settings.database.url)
         .env("DYNZERO__METRICS__LISTEN", &settings.metrics.listen)
         .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    command
+}
+
+/// `dynzero run` as a child process with these settings.
+pub fn spawn_dynzero(settings: &Settings) -> tokio::process::Child {
+    dynzero_command(settings)
+        .arg("run")
         .spawn()
         .expect("starting dynzero run")
 }
