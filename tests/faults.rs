@@ -381,7 +381,7 @@ async fn broker_connection_cut_and_back_loses_and_rejects_nothing() {
 
     let hub = fixture.start().await;
     publish_pipelined(&fixture, &shuffled(&messages, 9)).await;
-    for applied in (1..14).map(|i| i * 50u64) {
+    for applied in [150, 400, 650] {
         eventually(
             Duration::from_secs(120),
             &format!("{applied} messages applied"),
@@ -397,7 +397,7 @@ async fn broker_connection_cut_and_back_loses_and_rejects_nothing() {
         .await;
         // How long the broker stays away is the point here: long enough for
         // several failed reconnects, not a guess at how long an effect takes.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
         proxy.restore();
         // No wait for reconnection here: the next round's progress, and in
         // the end every output published, is what shows the hub came back.

@@ -14,6 +14,10 @@ use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
+/// How long acking or rejecting one delivery may take before the connection
+/// is taken for dead.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What became of one delivery.
 enum Handled {
     Acked,
@@ -182,9 +186,21 @@ async fn handle_batch(
             }
         };
         for (delivery, outcome) in batch.iter().zip(outcomes) {
-            if let Err(e) = settle(hub, rejections, delivery, outcome).await {
-                warn!(error = %e, "broker lost while settling a delivery");
-                return Handled::BrokerLost;
+            // On a connection that just died, an ack or a confirm can wait
+            // forever: give up and reconnect; the broker redelivers, the inbox
+            // recognises what was committed.
+            match tokio::time::timeout(SETTLE_TIMEOUT, settle(hub, rejections, delivery, outcome))
+                .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "broker lost while settling a delivery");
+                    return Handled::BrokerLost;
+                }
+                Err(_) => {
+                    warn!(timeout = ?SETTLE_TIMEOUT, "settling a delivery got no answer; reconnecting");
+                    return Handled::BrokerLost;
+                }
             }
         }
         return Handled::Acked;
