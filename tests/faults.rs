@@ -6,9 +6,9 @@
 
 use dynzero_reconciler::clock::{Clock, SystemClock};
 use dynzero_reconciler::metrics::TRANSIENT_ERRORS;
-use dynzero_simulator::{City, CityConfig};
 use dynzero_tests::hub::{
-    Fixture, RunningHub, content, expected_states, scenario_today, spawn_dynzero, test_settings,
+    Fixture, RunningHub, content, expected_states, scenario, scenario_today, spawn_dynzero,
+    test_settings,
 };
 use dynzero_tests::{
     TcpProxy, amqp_addr, amqp_url, amqp_url_via, eventually, fresh_database, pg_addr,
@@ -25,17 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 type Messages = Vec<(String, Vec<u8>)>;
-
-/// Registrations and initial employments, then later events, as of `today`.
-fn scenario(seed: u64, households: usize, events: usize, today: chrono::NaiveDate) -> Messages {
-    let mut city = City::new(CityConfig::small(seed, households, events, today));
-    let mut messages = city.backfill();
-    messages.extend(city.events());
-    messages
-        .into_iter()
-        .map(|m| (m.routing_key, m.body))
-        .collect()
-}
 
 fn shuffled(messages: &Messages, seed: u64) -> Messages {
     let mut shuffled = messages.clone();

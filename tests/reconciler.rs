@@ -2,9 +2,8 @@
 
 use dynzero_contracts::rejection::Reason;
 use dynzero_reconciler::amqp::header_text;
-use dynzero_simulator::{City, CityConfig};
 use dynzero_tests::eventually;
-use dynzero_tests::hub::{Fixture, content, expected_states, scenario_today};
+use dynzero_tests::hub::{Fixture, content, expected_states, scenario, scenario_today};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -12,27 +11,12 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-fn scenario(seed: u64, households: usize, events: usize) -> Vec<(String, Vec<u8>)> {
-    let mut city = City::new(CityConfig::small(
-        seed,
-        households,
-        events,
-        scenario_today(),
-    ));
-    let mut messages = city.backfill();
-    messages.extend(city.events());
-    messages
-        .into_iter()
-        .map(|m| (m.routing_key, m.body))
-        .collect()
-}
-
 /// The same facts in any order, with duplicates, give the states the domain
 /// core computes for them in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shuffled_scenario_with_duplicates_reaches_the_domain_cores_states() {
     let fixture = Fixture::new().await;
-    let messages = scenario(11, 150, 700);
+    let messages = scenario(11, 150, 700, scenario_today());
     assert!(
         messages.len() >= 1000,
         "scenario has {} messages",

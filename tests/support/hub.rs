@@ -21,6 +21,25 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A seeded city's registrations and initial employments, then later
+/// events, as of `today`: (routing key, body) in publishing order.
+pub fn scenario(
+    seed: u64,
+    households: usize,
+    events: usize,
+    today: NaiveDate,
+) -> Vec<(String, Vec<u8>)> {
+    let mut city = dynzero_simulator::City::new(dynzero_simulator::CityConfig::small(
+        seed, households, events, today,
+    ));
+    let mut messages = city.backfill();
+    messages.extend(city.events());
+    messages
+        .into_iter()
+        .map(|m| (m.routing_key, m.body))
+        .collect()
+}
+
 /// Noon in Asia/Shanghai on `day`: a fixed "now" for a test.
 pub fn noon(day: NaiveDate) -> DateTime<Utc> {
     Utc.from_utc_datetime(&day.and_hms_opt(4, 0, 0).expect("04:00 exists"))
