@@ -12,6 +12,7 @@ mod bench_notifier;
 mod config;
 mod demo;
 mod metrics_http;
+mod simulate;
 mod subscriptions;
 
 #[derive(Parser)]
@@ -45,6 +46,19 @@ enum Command {
         #[arg(long, default_value_t = 40)]
         households: usize,
         #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Publish a seeded synthetic city to the inbound exchange, with confirms.
+    Simulate {
+        #[arg(long, default_value_t = 1000)]
+        households: usize,
+        /// Events after the registrations and initial employments.
+        #[arg(long, default_value_t = 3000)]
+        events: usize,
+        /// Messages per second; 0 publishes as fast as the broker accepts.
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        #[arg(long, default_value_t = 1)]
         seed: u64,
     },
     /// Measure throughput and latency on this machine against a fresh database.
@@ -120,6 +134,20 @@ async fn main() -> anyhow::Result<()> {
             subscriptions::run(settings, command).await
         }
         Command::Demo { households, seed } => demo::run(settings, households, seed).await,
+        Command::Simulate {
+            households,
+            events,
+            rate,
+            seed,
+        } => {
+            let args = simulate::SimulateArgs {
+                households,
+                events,
+                rate,
+                seed,
+            };
+            simulate::run(settings, args).await
+        }
         Command::Bench {
             households,
             events,
