@@ -179,15 +179,17 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     let mut city = City::new(CityConfig::small(42, args.households, args.events, today));
     let mut messages = city.backfill();
     messages.extend(city.events());
-    let latency_stream: Vec<Message> = {
-        let mut more = CityConfig::small(43, args.households, args.latency_messages, today);
-        more.tag = "L".into();
+    let stream = |seed: u64, tag: &str| {
+        let mut more = CityConfig::small(seed, args.households, args.latency_messages, today);
+        more.tag = tag.into();
         let mut c = City::new(more);
         let mut m = c.backfill();
         m.extend(c.events());
         m.truncate(args.latency_messages);
         m
     };
+    let latency_stream = stream(43, "L");
+    let latency_stream_half = stream(44, "M");
     println!(
         "machine: {} cores; messages: {} (mixed stream), {} for latency",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -288,62 +290,161 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     );
     while arrivals.try_recv().is_ok() {}
 
-    // Latency at a steady rate: publish -> household state naming the message.
-    let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+    // Latency at steady rates: publish -> household state naming the message,
+    // beside the broker's own publish -> consume latency at the same rate.
+    let half = (throughput / 2.0).round().max(1.0) as u32;
+    for (rate, stream) in [(args.rate, &latency_stream), (half, &latency_stream_half)] {
+        let latencies = paced_latency(
+            &channel,
+            &settings.amqp.inbound_exchange,
+            stream,
+            rate,
+            &mut arrivals,
+        )
+        .await?;
+        let broker = broker_latency(&settings.amqp.url, &prefix, stream, rate).await?;
+        println!(
+            "latency at {rate} msg/s, publish -> household state ({} samples): p50 {} p99 {} max {} | broker alone: p50 {} p99 {}",
+            latencies.len(),
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.99)),
+            ms(latencies.last().copied().unwrap_or_default()),
+            ms(percentile(&broker, 0.5)),
+            ms(percentile(&broker, 0.99)),
+        );
+    }
+    let _ = connection.close(200, "OK".into()).await;
+    let _ = stop.send(());
+    running.await??;
+    println!("finished at {}", Utc::now().to_rfc3339());
+    Ok(())
+}
+
+/// Publish `stream` at `rate` and time each message until a household state
+/// naming it (in `caused_by`) arrives.
+async fn paced_latency(
+    channel: &Channel,
+    exchange: &str,
+    stream: &[Message],
+    rate: u32,
+    arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<(Instant, Vec<String>)>,
+) -> anyhow::Result<Vec<Duration>> {
+    while arrivals.try_recv().is_ok() {}
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
     let mut sent: HashMap<String, Instant> = HashMap::new();
     let mut latencies = Vec::new();
-    let mut next = Instant::now();
-    for m in &latency_stream {
+    let mut record = |at: Instant, causes: Vec<String>, sent: &mut HashMap<String, Instant>| {
+        for c in causes {
+            if let Some(t) = sent.remove(&c) {
+                latencies.push(at - t);
+            }
+        }
+    };
+    let started = Instant::now();
+    for (i, m) in stream.iter().enumerate() {
         let body: Value = serde_json::from_slice(&m.body)?;
         let cause = format!(
             "{} {}",
             body["source"].as_str().unwrap_or_default(),
             body["id"].as_str().unwrap_or_default()
         );
-        tokio::time::sleep_until(next.into()).await;
+        tokio::time::sleep_until((started + interval * i as u32).into()).await;
         sent.insert(cause, Instant::now());
-        amqp::publish_confirmed(
-            &channel,
-            &settings.amqp.inbound_exchange,
-            &m.routing_key,
-            &m.body,
-            props(),
-        )
-        .await?;
-        next += interval;
+        amqp::publish_confirmed(channel, exchange, &m.routing_key, &m.body, props()).await?;
         while let Ok((at, causes)) = arrivals.try_recv() {
-            for c in causes {
-                if let Some(t) = sent.remove(&c) {
-                    latencies.push(at - t);
-                }
-            }
+            record(at, causes, &mut sent);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
+    while Instant::now() < deadline && !sent.is_empty() {
         match tokio::time::timeout(Duration::from_millis(500), arrivals.recv()).await {
-            Ok(Some((at, causes))) => {
-                for c in causes {
-                    if let Some(t) = sent.remove(&c) {
-                        latencies.push(at - t);
-                    }
-                }
-            }
+            Ok(Some((at, causes))) => record(at, causes, &mut sent),
             _ => break,
         }
     }
     latencies.sort();
-    println!(
-        "latency at {} msg/s, publish -> household state ({} samples): p50 {} p99 {} max {}",
-        args.rate,
-        latencies.len(),
-        ms(percentile(&latencies, 0.5)),
-        ms(percentile(&latencies, 0.99)),
-        ms(latencies.last().copied().unwrap_or_default())
+    Ok(latencies)
+}
+
+/// The broker's own latency at `rate`: publish with confirms to a throwaway
+/// quorum queue, consume with acks, no processing.
+async fn broker_latency(
+    url: &str,
+    prefix: &str,
+    stream: &[Message],
+    rate: u32,
+) -> anyhow::Result<Vec<Duration>> {
+    let connection = amqp::connect(url).await?;
+    let channel = amqp::confirm_channel(&connection).await?;
+    let queue = format!("{prefix}broker-latency");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
     );
-    let _ = connection.close(200, "OK".into()).await;
-    let _ = stop.send(());
-    running.await??;
-    println!("finished at {}", Utc::now().to_rfc3339());
-    Ok(())
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
+        .await?;
+    let consumer_channel = connection.create_channel().await?;
+    consumer_channel.basic_qos(64, Default::default()).await?;
+    let mut consumer = consumer_channel
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let total = stream.len();
+    let consume = tokio::spawn(async move {
+        let mut arrived = Vec::with_capacity(total);
+        while arrived.len() < total {
+            let Some(Ok(d)) = consumer.next().await else {
+                break;
+            };
+            let at = Instant::now();
+            let i: usize = d
+                .properties
+                .message_id()
+                .as_ref()
+                .and_then(|id| id.as_str().parse().ok())
+                .unwrap_or(usize::MAX);
+            d.ack(BasicAckOptions::default()).await?;
+            arrived.push((i, at));
+        }
+        Ok::<_, lapin::Error>(arrived)
+    });
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let started = Instant::now();
+    let mut sent = Vec::with_capacity(total);
+    for (i, m) in stream.iter().enumerate() {
+        tokio::time::sleep_until((started + interval * i as u32).into()).await;
+        sent.push(Instant::now());
+        amqp::publish_confirmed(
+            &channel,
+            "",
+            &queue,
+            &m.body,
+            props().with_message_id(ShortString::from(i.to_string())),
+        )
+        .await?;
+    }
+    let arrived = tokio::time::timeout(Duration::from_secs(30), consume).await???;
+    let mut latencies: Vec<Duration> = arrived
+        .into_iter()
+        .filter_map(|(i, at)| sent.get(i).map(|t| at - *t))
+        .collect();
+    latencies.sort();
+    let _ = channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await;
+    amqp::close_connection(&connection, "OK").await;
+    Ok(latencies)
 }
