@@ -77,12 +77,13 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// The ceiling: the same messages through a throwaway quorum queue, published
-/// with confirms and consumed with manual acks, with no processing.
-async fn broker_limit(url: &str, prefix: &str, messages: &[Message]) -> anyhow::Result<f64> {
-    let connection = amqp::connect(url).await?;
-    let channel = amqp::confirm_channel(&connection).await?;
-    let queue = format!("{prefix}broker-limit");
+/// A durable quorum queue for measuring the broker alone, and a consumer on
+/// it (manual acks, prefetch 64) over a second channel.
+async fn throwaway_queue(
+    connection: &lapin::Connection,
+    channel: &Channel,
+    queue: &str,
+) -> anyhow::Result<lapin::Consumer> {
     let mut args = FieldTable::default();
     args.insert(
         "x-queue-type".into(),
@@ -90,7 +91,7 @@ async fn broker_limit(url: &str, prefix: &str, messages: &[Message]) -> anyhow::
     );
     channel
         .queue_declare(
-            queue.as_str().into(),
+            queue.into(),
             QueueDeclareOptions {
                 durable: true,
                 ..Default::default()
@@ -100,14 +101,23 @@ async fn broker_limit(url: &str, prefix: &str, messages: &[Message]) -> anyhow::
         .await?;
     let consumer_channel = connection.create_channel().await?;
     consumer_channel.basic_qos(64, Default::default()).await?;
-    let mut consumer = consumer_channel
+    Ok(consumer_channel
         .basic_consume(
-            queue.as_str().into(),
+            queue.into(),
             "".into(),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
-        .await?;
+        .await?)
+}
+
+/// The ceiling: the same messages through a throwaway quorum queue, published
+/// with confirms and consumed with manual acks, with no processing.
+async fn broker_limit(url: &str, prefix: &str, messages: &[Message]) -> anyhow::Result<f64> {
+    let connection = amqp::connect(url).await?;
+    let channel = amqp::confirm_channel(&connection).await?;
+    let queue = format!("{prefix}broker-limit");
+    let mut consumer = throwaway_queue(&connection, &channel, &queue).await?;
     let total = messages.len();
     let started = Instant::now();
     let consume = tokio::spawn(async move {
@@ -377,31 +387,7 @@ async fn broker_latency(
     let connection = amqp::connect(url).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     let queue = format!("{prefix}broker-latency");
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
-        .await?;
-    let consumer_channel = connection.create_channel().await?;
-    consumer_channel.basic_qos(64, Default::default()).await?;
-    let mut consumer = consumer_channel
-        .basic_consume(
-            queue.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumer = throwaway_queue(&connection, &channel, &queue).await?;
     let total = stream.len();
     let consume = tokio::spawn(async move {
         let mut arrived = Vec::with_capacity(total);
