@@ -6,19 +6,20 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::store::{self, InboxOutcome, Tx};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use dynzero_contracts::inbound::{self, Inbound, InboundFact};
 use dynzero_contracts::outbound::{self, Alert, Output};
 use dynzero_contracts::rejection::{Reason, Rejection};
 use dynzero_domain::alerts::{self, StatusAlert};
-use dynzero_domain::facts::LayoffStage;
+use dynzero_domain::facts::{JobPosting, LayoffNotice, LayoffStage};
 use dynzero_domain::ids::{HouseholdId, Key};
 use dynzero_domain::reconcile::{HouseholdStatus, reconcile};
 use dynzero_domain::rules::Rules;
 use serde_json::Value;
 use sqlx::PgPool;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
+use tracing::warn;
 
 /// Why applying a message failed.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +92,7 @@ pub enum Outcome {
 /// What storing one message did.
 enum Applied {
     /// Stored; these households must be folded.
-    New(Vec<String>),
+    New(BTreeSet<String>),
     Duplicate,
     Conflict,
 }
@@ -110,31 +111,228 @@ fn people_in(fact: &InboundFact) -> Vec<&str> {
     }
 }
 
+/// Who named whom, for the people and households of one batch: read once,
+/// under the batch's locks, and kept current as its registrations apply.
+#[derive(Debug, Clone, Default)]
+struct Naming {
+    /// Person → every household that ever named them.
+    households_of: HashMap<String, BTreeSet<String>>,
+    /// Household → every person it ever named.
+    people_of: HashMap<String, BTreeSet<String>>,
+    /// The households this transaction holds locked.
+    locked: BTreeSet<String>,
+}
+
+impl Naming {
+    fn add(&mut self, household_id: &str, person: &str) {
+        self.households_of
+            .entry(person.to_string())
+            .or_default()
+            .insert(household_id.to_string());
+        self.people_of
+            .entry(household_id.to_string())
+            .or_default()
+            .insert(person.to_string());
+    }
+
+    fn households_naming<'a>(&self, people: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+        people
+            .into_iter()
+            .filter_map(|p| self.households_of.get(p))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// The households a stored fact bears on, and the one it is a cause of
+    /// when that is not all of them (a registration names only its own).
+    fn affected(&mut self, fact: &InboundFact) -> (BTreeSet<String>, Option<String>) {
+        match fact {
+            InboundFact::Registration(r) => {
+                let h = r.household_id.as_str();
+                for m in &r.members {
+                    self.add(h, m.id_number.as_str());
+                }
+                let ever = self.people_of.get(h).cloned().unwrap_or_default();
+                let mut affected = self.households_naming(ever.iter().map(String::as_str));
+                affected.insert(h.to_string());
+                (affected, Some(h.to_string()))
+            }
+            InboundFact::Visit { visit, .. } => {
+                let mut affected = self.households_naming(people_in(fact));
+                affected.insert(visit.household_id.to_string());
+                (affected, None)
+            }
+            InboundFact::Layoff(n) if n.stage == LayoffStage::Withdrawn => (BTreeSet::new(), None),
+            InboundFact::Posting(_) => (BTreeSet::new(), None),
+            _ => (self.households_naming(people_in(fact)), None),
+        }
+    }
+}
+
 /// Take, in one global order, every lock a batch will need: people first,
 /// then households. Two batches then never wait on each other in a cycle.
-async fn lock_upfront<'a>(
-    tx: Tx<'_>,
-    batch: impl Iterator<Item = &'a Inbound>,
-) -> sqlx::Result<()> {
-    let mut people: Vec<String> = Vec::new();
-    let mut households: Vec<String> = Vec::new();
+/// Then read who names whom, under those locks.
+async fn lock_upfront(tx: Tx<'_>, batch: &[Inbound]) -> sqlx::Result<Naming> {
+    let mut people: BTreeSet<&str> = BTreeSet::new();
+    let mut registered: Vec<&str> = Vec::new();
+    let mut households: BTreeSet<String> = BTreeSet::new();
     for inbound in batch {
-        people.extend(people_in(&inbound.fact).into_iter().map(str::to_string));
+        people.extend(people_in(&inbound.fact));
         match &inbound.fact {
             InboundFact::Registration(r) => {
-                households.push(r.household_id.to_string());
-                people.extend(store::people_of(tx, r.household_id.as_str()).await?);
+                registered.push(r.household_id.as_str());
+                households.insert(r.household_id.to_string());
             }
-            InboundFact::Visit { visit, .. } => households.push(visit.household_id.to_string()),
+            InboundFact::Visit { visit, .. } => {
+                households.insert(visit.household_id.to_string());
+            }
             _ => {}
         }
     }
-    let refs: Vec<&str> = people.iter().map(String::as_str).collect();
-    lock_people(tx, &refs).await?;
-    households.extend(store::households_naming(tx, &refs).await?);
-    households.sort();
-    households.dedup();
-    lock_households(tx, &households).await
+    let members = store::members_of(tx, &registered).await?;
+    let mut everyone: BTreeSet<&str> = people.clone();
+    everyone.extend(members.iter().map(|(_, p)| p.as_str()));
+    let everyone: Vec<&str> = everyone.into_iter().collect();
+    lock_people(tx, &everyone).await?;
+    let named = store::households_naming(tx, &everyone).await?;
+    households.extend(named.iter().map(|(h, _)| h.clone()));
+    let households: Vec<String> = households.into_iter().collect();
+    lock_households(tx, &households).await?;
+
+    // Read again now that the locks are held: a registration that committed
+    // in between is seen.
+    let mut naming = Naming {
+        locked: households.into_iter().collect(),
+        ..Naming::default()
+    };
+    for (h, p) in store::members_of(tx, &registered).await? {
+        naming.add(&h, &p);
+    }
+    let mut everyone: BTreeSet<&str> = people;
+    everyone.extend(naming.people_of.values().flatten().map(String::as_str));
+    let everyone: Vec<&str> = everyone.into_iter().collect();
+    for (h, p) in store::households_naming(tx, &everyone).await? {
+        naming.add(&h, &p);
+    }
+    Ok(naming)
+}
+
+/// What a transaction will put in the outbox, in order: state versions, and
+/// alerts (each only if its id was never raised). Written by [`Outputs::write`]
+/// with two statements, however many there are.
+#[derive(Default)]
+pub struct Outputs {
+    entries: Vec<Pending>,
+}
+
+enum Pending {
+    State(Output),
+    Alert(Box<Alert>),
+}
+
+impl Outputs {
+    fn state(&mut self, output: Output) {
+        self.entries.push(Pending::State(output));
+    }
+
+    fn alert(&mut self, alert: Alert) {
+        self.entries.push(Pending::Alert(Box::new(alert)));
+    }
+
+    /// Where to come back to if the work after this is rolled back.
+    fn mark(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn roll_back_to(&mut self, mark: usize) {
+        self.entries.truncate(mark);
+    }
+
+    /// Raise the alerts (once per occurrence: the alert table holds every id
+    /// raised) and enqueue the states and the newly raised alerts.
+    pub async fn write(&mut self, tx: Tx<'_>, now: DateTime<Utc>) -> sqlx::Result<()> {
+        let entries = std::mem::take(&mut self.entries);
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let outputs: Vec<(Output, Option<Box<Alert>>)> = entries
+            .into_iter()
+            .map(|e| match e {
+                Pending::State(o) => (o, None),
+                Pending::Alert(a) => (a.output(now), Some(a)),
+            })
+            .collect();
+        let mut raised: HashSet<String> = HashSet::new();
+        let alerts: Vec<(&Output, &Alert)> = outputs
+            .iter()
+            .filter_map(|(o, a)| a.as_deref().map(|a| (o, a)))
+            .collect();
+        if !alerts.is_empty() {
+            let new: Vec<String> = sqlx::query_scalar(
+                "INSERT INTO alert (id, kind, division_code, household_id, raised_at, summary, event)
+                 SELECT i, k, d, h, $5, s, e
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $6::text[], $7::jsonb[]) AS t(i, k, d, h, s, e)
+                 ON CONFLICT (id) DO NOTHING RETURNING id",
+            )
+            .bind(alerts.iter().map(|(o, _)| o.message_id.as_str()).collect::<Vec<_>>())
+            .bind(alerts.iter().map(|(_, a)| a.kind.as_str()).collect::<Vec<_>>())
+            .bind(alerts.iter().map(|(_, a)| a.division_code.as_str()).collect::<Vec<_>>())
+            .bind(
+                alerts
+                    .iter()
+                    .map(|(_, a)| a.household_id.as_ref().map(|h| h.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(now)
+            .bind(alerts.iter().map(|(_, a)| a.summary.as_str()).collect::<Vec<_>>())
+            .bind(alerts.iter().map(|(o, _)| &o.event).collect::<Vec<_>>())
+            .fetch_all(&mut *tx)
+            .await?;
+            raised.extend(new);
+        }
+        let mut streams = Vec::new();
+        let mut routing_keys = Vec::new();
+        let mut message_ids = Vec::new();
+        let mut bodies = Vec::new();
+        for (output, alert) in &outputs {
+            // An alert raised before, or twice in this batch, is enqueued at most once.
+            if alert.is_some() && !raised.remove(&output.message_id) {
+                continue;
+            }
+            streams.push(output.stream.as_str());
+            routing_keys.push(output.routing_key.as_str());
+            message_ids.push(output.message_id.as_str());
+            bodies.push(serde_json::to_vec(&output.event).unwrap_or_default());
+        }
+        if !streams.is_empty() {
+            // `ORDER BY n`: the relay publishes in this order.
+            sqlx::query(
+                "INSERT INTO outbox (stream, routing_key, message_id, body)
+                 SELECT s, r, m, b FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[])
+                        WITH ORDINALITY AS t(s, r, m, b, n) ORDER BY n",
+            )
+            .bind(streams)
+            .bind(routing_keys)
+            .bind(message_ids)
+            .bind(bodies)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A household folded, and what its row becomes.
+struct Folded {
+    household_id: String,
+    version: i64,
+    content: Value,
+    status: &'static str,
+    zero_since: Option<NaiveDate>,
+    division_code: String,
+    last_visit: Option<NaiveDate>,
+    next_review: Option<NaiveDate>,
 }
 
 /// The reconciler's state shared by its tasks.
@@ -161,6 +359,15 @@ fn person_bucket(id_number: &str) -> i32 {
     (hash % PERSON_LOCK_BUCKETS) as i32
 }
 
+/// How a batch is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// All messages together: one statement per table for the batch.
+    Together,
+    /// Each message under its own savepoint, so one that fails rolls back alone.
+    OneByOne,
+}
+
 impl Hub {
     /// Check, store and apply one message body in its own transaction.
     pub async fn process(&self, body: &[u8]) -> Result<Processed, ProcessError> {
@@ -173,433 +380,555 @@ impl Hub {
     }
 
     /// Check, store and apply several message bodies in one transaction, in
-    /// order; one outcome per body. A message that fails is rolled back to its
-    /// savepoint alone; the others commit. Households are folded once per
-    /// batch, at its end (and before a posting, which reads their states).
+    /// order; one outcome per body. The batch is first applied as a whole
+    /// (one statement per table); if that fails, it is applied again with
+    /// each message under its own savepoint, so a message that fails is
+    /// rolled back alone and the others commit. Households are folded once
+    /// per batch, at its end (and before a posting, which reads their states).
     pub async fn process_batch(&self, bodies: &[&[u8]]) -> Result<Vec<Outcome>, ProcessError> {
-        let now = self.clock.now();
         let today = self.clock.today();
         let parsed: Vec<Result<Inbound, Rejection>> = bodies
             .iter()
             .map(|body| inbound::parse(body, self.settings.rules.max_body_bytes, today))
             .collect();
-        if parsed.iter().all(Result::is_err) {
+        let valid = parsed.iter().filter(|p| p.is_ok()).count();
+        if valid == 0 {
             return Ok(parsed
                 .into_iter()
                 .filter_map(Result::err)
                 .map(|r| Outcome::Processed(Processed::Rejected(r)))
                 .collect());
         }
+        match self.apply_batch(&parsed, Mode::Together).await {
+            Err(ProcessError::Failed(e)) if valid > 1 => {
+                warn!(error = %e, "a batch failed as a whole; applying its messages one by one");
+                self.apply_batch(&parsed, Mode::OneByOne).await
+            }
+            other => other,
+        }
+    }
+
+    async fn apply_batch(
+        &self,
+        parsed: &[Result<Inbound, Rejection>],
+        mode: Mode,
+    ) -> Result<Vec<Outcome>, ProcessError> {
+        let now = self.clock.now();
+        let mut messages: Vec<Inbound> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
         let mut tx = self.pool.begin().await?;
-        lock_upfront(&mut tx, parsed.iter().filter_map(|p| p.as_ref().ok())).await?;
+        let mut naming = lock_upfront(&mut tx, &messages).await?;
+        let mut outputs = Outputs::default();
         let mut pending: BTreeSet<String> = BTreeSet::new();
-        let mut outcomes = Vec::with_capacity(parsed.len());
-        for message in parsed {
-            let mut inbound = match message {
-                Ok(inbound) => inbound,
-                Err(rejection) => {
-                    outcomes.push(Outcome::Processed(Processed::Rejected(rejection)));
+        let mut results: Vec<Outcome> = Vec::with_capacity(messages.len());
+        let mut start = 0;
+        while start < messages.len() {
+            let posting = matches!(messages[start].fact, InboundFact::Posting(_));
+            let end = if posting || mode == Mode::OneByOne {
+                start + 1
+            } else {
+                messages[start..]
+                    .iter()
+                    .position(|m| matches!(m.fact, InboundFact::Posting(_)))
+                    .map_or(messages.len(), |i| start + i)
+            };
+            if posting {
+                // A posting reads the households' states: bring them up to date first.
+                let households = std::mem::take(&mut pending);
+                self.reconcile_households(&mut tx, &households, now, &mut outputs)
+                    .await?;
+            }
+            let run = &mut messages[start..end];
+            let applied = match mode {
+                Mode::Together => self
+                    .apply(&mut tx, run, &mut naming, &mut outputs)
+                    .await?
+                    .into_iter()
+                    .map(Ok)
+                    .collect::<Vec<Result<Applied, anyhow::Error>>>(),
+                Mode::OneByOne => {
+                    let before = (naming.clone(), outputs.mark());
+                    let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
+                    match self
+                        .apply(&mut savepoint, run, &mut naming, &mut outputs)
+                        .await
+                    {
+                        Ok(applied) => {
+                            savepoint.commit().await?;
+                            applied.into_iter().map(Ok).collect()
+                        }
+                        Err(ProcessError::Transient(e)) => return Err(ProcessError::Transient(e)),
+                        Err(ProcessError::Failed(e)) => {
+                            savepoint.rollback().await?;
+                            naming = before.0;
+                            outputs.roll_back_to(before.1);
+                            vec![Err(e)]
+                        }
+                    }
+                }
+            };
+            for (inbound, applied) in run.iter().zip(applied) {
+                results.push(match applied {
+                    Ok(Applied::New(affected)) => {
+                        pending.extend(affected);
+                        Outcome::Processed(Processed::Applied)
+                    }
+                    Ok(Applied::Duplicate) => Outcome::Processed(Processed::Duplicate),
+                    Ok(Applied::Conflict) => {
+                        Outcome::Processed(Processed::Rejected(Rejection::new(
+                            Reason::DuplicateIdConflict,
+                            format!(
+                                "/id: ({}, {}) was processed before with different data",
+                                inbound.source, inbound.id
+                            ),
+                        )))
+                    }
+                    Err(e) => Outcome::Failed(e),
+                });
+            }
+            start = end;
+        }
+        self.reconcile_households(&mut tx, &pending, now, &mut outputs)
+            .await?;
+        outputs.write(&mut tx, now).await?;
+        tx.commit().await?;
+
+        // Rejected at parsing, or applied: back in the bodies' order.
+        let mut results = results.into_iter();
+        Ok(parsed
+            .iter()
+            .map(|p| match p {
+                Err(rejection) => Outcome::Processed(Processed::Rejected(rejection.clone())),
+                Ok(_) => results
+                    .next()
+                    .unwrap_or_else(|| Outcome::Failed(anyhow::anyhow!("no outcome"))),
+            })
+            .collect())
+    }
+
+    /// Store several messages' facts (one statement per table) and raise
+    /// what the messages themselves raise; one result per message.
+    async fn apply(
+        &self,
+        tx: Tx<'_>,
+        messages: &mut [Inbound],
+        naming: &mut Naming,
+        outputs: &mut Outputs,
+    ) -> Result<Vec<Applied>, ProcessError> {
+        let inbox = store::inbox_many(tx, messages).await?;
+        let mut rows = store::FactRows::default();
+        let mut causes: (Vec<String>, Vec<String>, Vec<i64>) = Default::default();
+        let mut applied = Vec::with_capacity(messages.len());
+        let mut arrivals: HashSet<i64> = HashSet::new();
+        let mut new: Vec<usize> = Vec::new();
+        for (i, (inbound, outcome)) in messages.iter_mut().zip(inbox).enumerate() {
+            let arrival = match outcome {
+                InboxOutcome::New(arrival) => arrival,
+                InboxOutcome::Duplicate => {
+                    applied.push(Applied::Duplicate);
+                    continue;
+                }
+                InboxOutcome::Conflict => {
+                    applied.push(Applied::Conflict);
                     continue;
                 }
             };
-            if matches!(inbound.fact, InboundFact::Posting(_)) {
-                self.reconcile_pending(&mut tx, &mut pending, now).await?;
+            arrivals.insert(arrival);
+            new.push(i);
+            inbound.fact.set_arrival(arrival);
+            let cause = inbound.cause();
+            rows.add(&inbound.fact, arrival, &cause, &inbound.data);
+            let (affected, caused) = naming.affected(&inbound.fact);
+            // Another household's registration is never named in caused_by.
+            for h in affected
+                .iter()
+                .filter(|h| caused.as_deref().is_none_or(|c| c == h.as_str()))
+            {
+                causes.0.push(h.clone());
+                causes.1.push(cause.clone());
+                causes.2.push(arrival);
             }
-            let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
-            match self.apply(&mut savepoint, &mut inbound, now).await {
-                Ok(Applied::New(affected)) => {
-                    savepoint.commit().await?;
-                    pending.extend(affected);
-                    outcomes.push(Outcome::Processed(Processed::Applied));
-                }
-                Ok(Applied::Duplicate) => {
-                    savepoint.commit().await?;
-                    outcomes.push(Outcome::Processed(Processed::Duplicate));
-                }
-                Ok(Applied::Conflict) => {
-                    savepoint.rollback().await?;
-                    outcomes.push(Outcome::Processed(Processed::Rejected(Rejection::new(
-                        Reason::DuplicateIdConflict,
-                        format!(
-                            "/id: ({}, {}) was processed before with different data",
-                            inbound.source, inbound.id
-                        ),
-                    ))));
-                }
-                Err(ProcessError::Transient(e)) => return Err(ProcessError::Transient(e)),
-                Err(ProcessError::Failed(e)) => {
-                    savepoint.rollback().await?;
-                    outcomes.push(Outcome::Failed(e));
-                }
+            applied.push(Applied::New(affected));
+        }
+        rows.write(tx).await?;
+        // Locked up front with the whole batch's, unless a registration
+        // committed by another transaction in between named someone more.
+        let unlocked: Vec<String> = applied
+            .iter()
+            .filter_map(|a| match a {
+                Applied::New(affected) => Some(affected),
+                _ => None,
+            })
+            .flatten()
+            .filter(|h| !naming.locked.contains(*h))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !unlocked.is_empty() {
+            lock_households(tx, &unlocked).await?;
+            naming.locked.extend(unlocked);
+        }
+        if !causes.0.is_empty() {
+            sqlx::query(
+                "INSERT INTO household_cause (household_id, cause, arrival)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(&causes.0)
+            .bind(&causes.1)
+            .bind(&causes.2)
+            .execute(&mut *tx)
+            .await?;
+        }
+
+        let stored = || new.iter().map(|&i| &messages[i]);
+        let notices: Vec<&LayoffNotice> = stored()
+            .filter_map(|m| match &m.fact {
+                InboundFact::Layoff(n) if n.stage != LayoffStage::Withdrawn => Some(n),
+                _ => None,
+            })
+            .collect();
+        if !notices.is_empty() {
+            self.raise_layoff_alerts(tx, &notices, &arrivals, outputs)
+                .await?;
+        }
+        for inbound in stored() {
+            if let InboundFact::Posting(posting) = &inbound.fact {
+                self.raise_job_matches(tx, posting, &inbound.data, outputs)
+                    .await?;
             }
         }
-        self.reconcile_pending(&mut tx, &mut pending, now).await?;
-        tx.commit().await?;
-        Ok(outcomes)
+        Ok(applied)
     }
 
-    async fn reconcile_pending(
+    /// Early warnings for planned notices not withdrawn before them, and
+    /// "unreported" for effective ones with no planned notice early enough.
+    /// Only what arrived before a notice counts, as if each came alone.
+    async fn raise_layoff_alerts(
         &self,
         tx: Tx<'_>,
-        pending: &mut BTreeSet<String>,
-        now: DateTime<Utc>,
+        notices: &[&LayoffNotice],
+        batch: &HashSet<i64>,
+        outputs: &mut Outputs,
     ) -> Result<(), ProcessError> {
-        let mut ids = Vec::with_capacity(pending.len());
-        for h in std::mem::take(pending) {
-            ids.push(Key::parse(&h).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let keys: Vec<(&str, &str)> = notices
+            .iter()
+            .map(|n| (n.enterprise.uscc.as_str(), n.notice_id.as_str()))
+            .collect();
+        let stages = store::notice_stages(tx, &keys).await?;
+        for notice in notices {
+            let arrival = notice.order.arrival;
+            let before = |stage: LayoffStage| {
+                stages.iter().filter(move |s| {
+                    s.stage == stage
+                        && s.uscc == notice.enterprise.uscc.as_str()
+                        && s.notice_id == notice.notice_id.as_str()
+                        && (s.arrival < arrival || !batch.contains(&s.arrival))
+                })
+            };
+            match notice.stage {
+                LayoffStage::Planned => {
+                    if before(LayoffStage::Withdrawn).next().is_none()
+                        && let Some(size) = alerts::layoff_early_warning(notice)
+                    {
+                        outputs.alert(outbound::layoff_early_warning(
+                            &notice.enterprise,
+                            &notice.notice_id,
+                            size,
+                            notice.effective_date(),
+                        ));
+                    }
+                }
+                LayoffStage::Effective => {
+                    let planned: Vec<_> = before(LayoffStage::Planned).map(|s| s.time).collect();
+                    if let Some(size) = alerts::layoff_unreported(notice, planned) {
+                        outputs.alert(outbound::layoff_unreported(
+                            &notice.enterprise,
+                            &notice.notice_id,
+                            size,
+                            notice.effective_date(),
+                        ));
+                    }
+                }
+                LayoffStage::Withdrawn => {}
+            }
         }
-        self.reconcile_households(tx, &ids, now).await
+        Ok(())
     }
 
-    /// Refold (locked) households, loading their facts together.
+    /// Job matches for the zero-employment households of the posting's county.
+    async fn raise_job_matches(
+        &self,
+        tx: Tx<'_>,
+        posting: &JobPosting,
+        received: &Value,
+        outputs: &mut Outputs,
+    ) -> Result<(), ProcessError> {
+        let today = self.clock.today();
+        let county = posting.division_code.county();
+        // The published states: the sweeper keeps them current with the date.
+        let candidates: Vec<Value> = sqlx::query_scalar(
+            "SELECT content FROM household
+             WHERE status = 'zero_employment' AND left(division_code, 6) = $1 ORDER BY household_id",
+        )
+        .bind(county)
+        .fetch_all(&mut *tx)
+        .await?;
+        let states: Vec<_> = candidates
+            .iter()
+            .filter_map(outbound::state_from_data)
+            .collect();
+        let data = outbound::posting_data(posting, received);
+        for m in alerts::job_matches(posting, &states, today) {
+            if let Some(state) = states.iter().find(|s| s.household_id == m.household_id) {
+                outputs.alert(outbound::job_match(state, posting, data.clone(), &m));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refold (locked) households as of today, loading their facts together;
+    /// publish a version of each that changed, and raise what that and
+    /// today's date call for. A handful of statements, however many households.
     pub async fn reconcile_households(
         &self,
         tx: Tx<'_>,
-        households: &[HouseholdId],
+        households: &BTreeSet<String>,
         now: DateTime<Utc>,
+        outputs: &mut Outputs,
     ) -> Result<(), ProcessError> {
         if households.is_empty() {
             return Ok(());
         }
-        let loaded = store::load_many(tx, households).await?;
-        for (household_id, loaded) in households.iter().zip(loaded) {
-            self.reconcile_loaded(tx, household_id, loaded, now).await?;
-        }
-        Ok(())
-    }
-
-    /// Refold one (locked) household.
-    pub async fn reconcile_household(
-        &self,
-        tx: Tx<'_>,
-        household_id: &HouseholdId,
-        now: DateTime<Utc>,
-    ) -> Result<(), ProcessError> {
-        self.reconcile_households(tx, std::slice::from_ref(household_id), now)
-            .await
-    }
-
-    /// Store one message's facts and raise what the message itself raises;
-    /// returns the households to fold.
-    async fn apply(
-        &self,
-        tx: Tx<'_>,
-        inbound: &mut Inbound,
-        now: DateTime<Utc>,
-    ) -> Result<Applied, ProcessError> {
-        let arrival = match store::inbox(tx, inbound).await? {
-            InboxOutcome::New(arrival) => arrival,
-            InboxOutcome::Duplicate => return Ok(Applied::Duplicate),
-            InboxOutcome::Conflict => return Ok(Applied::Conflict),
-        };
-        inbound.fact.set_arrival(arrival);
-        let cause = inbound.cause();
-        store::store_fact(tx, &inbound.fact, arrival, &cause, &inbound.data).await?;
-        let inbound = &*inbound;
-        // Their locks were taken up front, with the whole batch's.
-        let people = people_in(&inbound.fact);
-
-        // Which households the fact bears on, and which of them it is a cause of.
-        let (affected, caused): (Vec<String>, Option<String>) = match &inbound.fact {
-            InboundFact::Registration(r) => {
-                let h = r.household_id.as_str();
-                let ever = store::people_of(tx, h).await?;
-                let ever: Vec<&str> = ever.iter().map(String::as_str).collect();
-                let mut affected = store::households_naming(tx, &ever).await?;
-                affected.push(h.to_string());
-                (affected, Some(h.to_string()))
-            }
-            InboundFact::Visit { visit, .. } => {
-                let mut affected = store::households_naming(tx, &people).await?;
-                affected.push(visit.household_id.to_string());
-                (affected, None)
-            }
-            InboundFact::Layoff(n) if n.stage == LayoffStage::Withdrawn => (Vec::new(), None),
-            InboundFact::Posting(_) => (Vec::new(), None),
-            _ => (store::households_naming(tx, &people).await?, None),
-        };
-        let mut affected = affected;
-        affected.sort();
-        affected.dedup();
-        lock_households(tx, &affected).await?;
-        // Another household's registration is never named in caused_by.
-        let named: Vec<&String> = affected
+        let ids: Vec<HouseholdId> = households
             .iter()
-            .filter(|h| caused.as_deref().is_none_or(|c| c == h.as_str()))
-            .collect();
-        if !named.is_empty() {
+            .map(|h| Key::parse(h).map_err(|e| anyhow::anyhow!("{e}")))
+            .collect::<Result<_, _>>()?;
+        let loaded = store::load_many(tx, &ids).await?;
+        let today = self.clock.today();
+
+        // First the folds, and which households have a new version.
+        let mut folds = Vec::with_capacity(ids.len());
+        let mut first_causes: (Vec<&str>, Vec<&str>, Vec<i64>) = Default::default();
+        let mut changed: Vec<&str> = Vec::new();
+        for (household_id, loaded) in ids.iter().zip(&loaded) {
+            let r = reconcile(&loaded.facts, today, &self.rules);
+            let content = r.as_ref().map(|r| outbound::state_data(&r.state, 0, &[]));
+            if let Some(content) = &content {
+                if loaded.published.content.as_ref() != Some(content) {
+                    changed.push(household_id.as_str());
+                    if loaded.published.version == 0 {
+                        // A first version names every inbound event applied to it.
+                        for (arrival, cause) in &loaded.causes {
+                            first_causes.0.push(household_id.as_str());
+                            first_causes.1.push(cause);
+                            first_causes.2.push(*arrival);
+                        }
+                    }
+                }
+            }
+            folds.push((household_id, loaded, r, content));
+        }
+        if !first_causes.0.is_empty() {
             sqlx::query(
                 "INSERT INTO household_cause (household_id, cause, arrival)
-                 SELECT h, $2, $3 FROM UNNEST($1::text[]) AS h ON CONFLICT DO NOTHING",
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
             )
-            .bind(named)
-            .bind(&cause)
-            .bind(arrival)
+            .bind(&first_causes.0)
+            .bind(&first_causes.1)
+            .bind(&first_causes.2)
             .execute(&mut *tx)
             .await?;
         }
-
-        match &inbound.fact {
-            InboundFact::Layoff(notice) => {
-                let uscc = notice.enterprise.uscc.as_str();
-                let id = notice.notice_id.as_str();
-                match notice.stage {
-                    LayoffStage::Planned => {
-                        if !store::is_withdrawn(tx, uscc, id).await?
-                            && let Some(size) = alerts::layoff_early_warning(notice)
-                        {
-                            let alert = outbound::layoff_early_warning(
-                                &notice.enterprise,
-                                &notice.notice_id,
-                                size,
-                                notice.effective_date(),
-                            );
-                            raise(tx, &alert, now).await?;
-                        }
-                    }
-                    LayoffStage::Effective => {
-                        let planned = store::planned_times(tx, uscc, id).await?;
-                        if let Some(size) = alerts::layoff_unreported(notice, planned) {
-                            let alert = outbound::layoff_unreported(
-                                &notice.enterprise,
-                                &notice.notice_id,
-                                size,
-                                notice.effective_date(),
-                            );
-                            raise(tx, &alert, now).await?;
-                        }
-                    }
-                    LayoffStage::Withdrawn => {}
-                }
-            }
-            InboundFact::Posting(posting) => {
-                let today = self.clock.today();
-                let county = posting.division_code.county();
-                // The published states: the sweeper keeps them current with the date.
-                let candidates: Vec<Value> = sqlx::query_scalar(
-                    "SELECT content FROM household
-                     WHERE status = 'zero_employment' AND left(division_code, 6) = $1 ORDER BY household_id",
-                )
-                .bind(county)
-                .fetch_all(&mut *tx)
-                .await?;
-                let states: Vec<_> = candidates
-                    .iter()
-                    .filter_map(outbound::state_from_data)
-                    .collect();
-                let data = outbound::posting_data(posting, &inbound.data);
-                for m in alerts::job_matches(posting, &states, today) {
-                    if let Some(state) = states.iter().find(|s| s.household_id == m.household_id) {
-                        raise(
-                            tx,
-                            &outbound::job_match(state, posting, data.clone(), &m),
-                            now,
-                        )
-                        .await?;
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(Applied::New(affected))
-    }
-
-    /// Fold one (locked) household as of today; publish a version if it
-    /// changed, and raise what that and today's date call for.
-    async fn reconcile_loaded(
-        &self,
-        tx: Tx<'_>,
-        household_id: &HouseholdId,
-        loaded: store::Loaded,
-        now: DateTime<Utc>,
-    ) -> Result<(), ProcessError> {
-        let h = household_id.as_str();
-        let today = self.clock.today();
-        let version = loaded.published.version;
-        let content = loaded.published.content.clone();
-        let previous_status = loaded.published.status.as_deref().and_then(|s| match s {
-            "zero_employment" => Some(HouseholdStatus::ZeroEmployment),
-            "employed" => Some(HouseholdStatus::Employed),
-            "no_labour_force" => Some(HouseholdStatus::NoLabourForce),
-            _ => None,
-        });
-        let previous_zero_since = loaded.published.zero_since;
-
-        let Some(r) = reconcile(&loaded.facts, today, &self.rules) else {
-            // Not in existence yet: look again on its first registration's date.
-            let first = loaded
-                .facts
-                .registrations
-                .iter()
-                .filter(|r| r.household_id == *household_id)
-                .map(|r| r.order.date)
-                .min();
-            sqlx::query(
-                "UPDATE household SET next_review = $2, updated_at = now() WHERE household_id = $1",
-            )
-            .bind(h)
-            .bind(first)
-            .execute(&mut *tx)
-            .await?;
-            return Ok(());
-        };
-        let state = &r.state;
-        let new_content = outbound::state_data(state, 0, &[]);
-        let mut version = version;
-        if content.as_ref() != Some(&new_content) {
-            if version == 0 {
-                // A first version names every inbound event applied to it.
-                let (arrivals, causes): (Vec<i64>, Vec<String>) =
-                    loaded.causes.iter().cloned().unzip();
-                sqlx::query(
-                    "INSERT INTO household_cause (household_id, cause, arrival)
-                     SELECT $1, c, a FROM UNNEST($2::text[], $3::bigint[]) AS t(c, a) ON CONFLICT DO NOTHING",
-                )
-                .bind(h)
-                .bind(causes)
-                .bind(arrivals)
-                .execute(&mut *tx)
-                .await?;
-            }
-            version += 1;
-            let caused_by: Vec<String> = sqlx::query_scalar(
+        let mut caused_by: HashMap<String, Vec<String>> = HashMap::new();
+        if !changed.is_empty() {
+            let rows: Vec<(String, String)> = sqlx::query_as(
                 "UPDATE household_cause SET published = true
-                 WHERE household_id = $1 AND NOT published RETURNING cause",
+                 WHERE household_id = ANY($1) AND NOT published RETURNING household_id, cause",
             )
-            .bind(h)
+            .bind(&changed)
             .fetch_all(&mut *tx)
             .await?;
-            let mut caused_by = caused_by;
-            caused_by.sort();
-            let output = outbound::state_output(state, version, &caused_by, now);
-            enqueue(tx, &output).await?;
-            let household = output.event["data"].clone();
-            let previous = previous_status.map(|s| (s, previous_zero_since));
-            match alerts::status_change(previous, state.status, r.status_since) {
-                Some(StatusAlert::ZeroEmploymentNew) => {
-                    raise(
-                        tx,
-                        &outbound::zero_employment_new(state, household, version),
-                        now,
-                    )
-                    .await?;
-                }
-                Some(StatusAlert::ZeroEmploymentResolved { days }) => {
-                    raise(
-                        tx,
-                        &outbound::zero_employment_resolved(state, household, version, days),
-                        now,
-                    )
-                    .await?;
-                }
-                None => {}
+            for (h, cause) in rows {
+                caused_by.entry(h).or_default().push(cause);
             }
         }
 
-        for conflict in &r.conflicts {
-            let alert = outbound::data_conflict(
-                state,
-                &conflict.visit.key,
-                &conflict.id_number,
-                conflict.visit_date,
-                &conflict.employer_uscc,
-            );
-            raise(tx, &alert, now).await?;
+        // Then the versions and alerts, and each household's new row.
+        let mut rows: Vec<Folded> = Vec::with_capacity(folds.len());
+        let mut waiting: (Vec<&str>, Vec<Option<NaiveDate>>) = Default::default();
+        for (household_id, loaded, r, content) in folds {
+            let h = household_id.as_str();
+            let (Some(r), Some(content)) = (r, content) else {
+                // Not in existence yet: look again on its first registration's date.
+                let first = loaded
+                    .facts
+                    .registrations
+                    .iter()
+                    .filter(|r| r.household_id == *household_id)
+                    .map(|r| r.order.date)
+                    .min();
+                waiting.0.push(h);
+                waiting.1.push(first);
+                continue;
+            };
+            let published = &loaded.published;
+            let state = &r.state;
+            let mut version = published.version;
+            if published.content.as_ref() != Some(&content) {
+                version += 1;
+                let mut caused_by = caused_by.remove(h).unwrap_or_default();
+                caused_by.sort();
+                let output = outbound::state_output(state, version, &caused_by, now);
+                let household = output.event["data"].clone();
+                outputs.state(output);
+                let previous = published
+                    .status
+                    .as_deref()
+                    .and_then(status_of)
+                    .map(|s| (s, published.zero_since));
+                match alerts::status_change(previous, state.status, r.status_since) {
+                    Some(StatusAlert::ZeroEmploymentNew) => {
+                        outputs.alert(outbound::zero_employment_new(state, household, version));
+                    }
+                    Some(StatusAlert::ZeroEmploymentResolved { days }) => {
+                        outputs.alert(outbound::zero_employment_resolved(
+                            state, household, version, days,
+                        ));
+                    }
+                    None => {}
+                }
+            }
+            for conflict in &r.conflicts {
+                outputs.alert(outbound::data_conflict(
+                    state,
+                    &conflict.visit.key,
+                    &conflict.id_number,
+                    conflict.visit_date,
+                    &conflict.employer_uscc,
+                ));
+            }
+            let limit = self.settings.rules.placement_limit_days;
+            if let (Some(days), Some(since)) = (
+                alerts::placement_overdue(state, today, limit),
+                state.zero_since,
+            ) {
+                outputs.alert(outbound::placement_overdue(state, since, days));
+            }
+            if let (Some(gap_start), Some(since)) = (
+                alerts::visit_overdue(state, r.last_visit, today),
+                state.zero_since,
+            ) {
+                outputs.alert(outbound::visit_overdue(
+                    state,
+                    since,
+                    r.last_visit,
+                    gap_start,
+                ));
+            }
+            if !loaded.notices.is_empty() {
+                let household = outbound::state_data(state, version, &[]);
+                for notice in &loaded.notices {
+                    if let Some(members) =
+                        alerts::household_at_risk(&loaded.facts, notice, today, &self.rules)
+                    {
+                        outputs.alert(outbound::household_at_risk(
+                            state,
+                            household.clone(),
+                            &notice.enterprise,
+                            &notice.notice_id,
+                            notice.effective_date(),
+                            &members,
+                        ));
+                    }
+                }
+            }
+            let next_review = [
+                r.next_change,
+                alerts::next_overdue_check(state, r.last_visit, today, limit),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            rows.push(Folded {
+                household_id: h.to_string(),
+                version,
+                content,
+                status: state.status.as_str(),
+                zero_since: state.zero_since,
+                division_code: state.division_code.to_string(),
+                last_visit: r.last_visit,
+                next_review,
+            });
         }
-        let limit = self.settings.rules.placement_limit_days;
-        if let (Some(days), Some(since)) = (
-            alerts::placement_overdue(state, today, limit),
-            state.zero_since,
-        ) {
-            raise(tx, &outbound::placement_overdue(state, since, days), now).await?;
-        }
-        if let (Some(gap_start), Some(since)) = (
-            alerts::visit_overdue(state, r.last_visit, today),
-            state.zero_since,
-        ) {
-            raise(
-                tx,
-                &outbound::visit_overdue(state, since, r.last_visit, gap_start),
-                now,
+        if !rows.is_empty() {
+            sqlx::query(
+                "UPDATE household AS h
+                 SET version = t.version, content = t.content, status = t.status, zero_since = t.zero_since,
+                     division_code = t.division_code, last_visit = t.last_visit, next_review = t.next_review,
+                     updated_at = now()
+                 FROM UNNEST($1::text[], $2::bigint[], $3::jsonb[], $4::text[], $5::date[], $6::text[],
+                             $7::date[], $8::date[])
+                      AS t(household_id, version, content, status, zero_since, division_code, last_visit, next_review)
+                 WHERE h.household_id = t.household_id",
             )
+            .bind(rows.iter().map(|r| r.household_id.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.version).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| &r.content).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.zero_since).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.division_code.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.last_visit).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.next_review).collect::<Vec<_>>())
+            .execute(&mut *tx)
             .await?;
         }
-        let notices = &loaded.notices;
-        if !notices.is_empty() {
-            let household = outbound::state_data(state, version, &[]);
-            for notice in notices {
-                if let Some(members) =
-                    alerts::household_at_risk(&loaded.facts, notice, today, &self.rules)
-                {
-                    let alert = outbound::household_at_risk(
-                        state,
-                        household.clone(),
-                        &notice.enterprise,
-                        &notice.notice_id,
-                        notice.effective_date(),
-                        &members,
-                    );
-                    raise(tx, &alert, now).await?;
-                }
-            }
+        if !waiting.0.is_empty() {
+            sqlx::query(
+                "UPDATE household AS h SET next_review = t.next_review, updated_at = now()
+                 FROM UNNEST($1::text[], $2::date[]) AS t(household_id, next_review)
+                 WHERE h.household_id = t.household_id",
+            )
+            .bind(&waiting.0)
+            .bind(&waiting.1)
+            .execute(&mut *tx)
+            .await?;
         }
-
-        let next_review = [
-            r.next_change,
-            alerts::next_overdue_check(state, r.last_visit, today, limit),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        sqlx::query(
-            "UPDATE household SET version = $2, content = $3, status = $4, zero_since = $5,
-                    division_code = $6, last_visit = $7, next_review = $8, updated_at = now()
-             WHERE household_id = $1",
-        )
-        .bind(h)
-        .bind(version)
-        .bind(new_content)
-        .bind(state.status.as_str())
-        .bind(state.zero_since)
-        .bind(state.division_code.as_str())
-        .bind(r.last_visit)
-        .bind(next_review)
-        .execute(&mut *tx)
-        .await?;
         Ok(())
     }
 
-    /// Re-evaluate the households whose review date has come. Returns how many.
+    /// Re-evaluate the households whose review date has come, up to `batch`
+    /// of them in one transaction (households another transaction holds are
+    /// skipped: it folds them itself). Returns how many.
     pub async fn sweep(&self, batch: i64) -> Result<usize, ProcessError> {
         let today = self.clock.today();
-        let due: Vec<String> = sqlx::query_scalar(
-            "SELECT household_id FROM household WHERE next_review <= $1 ORDER BY household_id LIMIT $2",
+        let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        let due: BTreeSet<String> = sqlx::query_scalar(
+            "SELECT household_id FROM household WHERE next_review <= $1
+             ORDER BY household_id LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(today)
         .bind(batch)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut done = 0;
-        for h in due {
-            let mut tx = self.pool.begin().await?;
-            let locked: Option<String> = sqlx::query_scalar(
-                "SELECT household_id FROM household WHERE household_id = $1 AND next_review <= $2
-                 FOR UPDATE SKIP LOCKED",
-            )
-            .bind(&h)
-            .bind(today)
-            .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let mut outputs = Outputs::default();
+        self.reconcile_households(&mut tx, &due, now, &mut outputs)
             .await?;
-            if locked.is_none() {
-                continue;
-            }
-            let id = Key::parse(&h).map_err(|e| anyhow::anyhow!("{e}"))?;
-            self.reconcile_household(&mut tx, &id, self.clock.now())
-                .await?;
-            tx.commit().await?;
-            done += 1;
-        }
-        Ok(done)
+        outputs.write(&mut tx, now).await?;
+        tx.commit().await?;
+        Ok(due.len())
+    }
+}
+
+/// A household row's status word.
+fn status_of(word: &str) -> Option<HouseholdStatus> {
+    match word {
+        "zero_employment" => Some(HouseholdStatus::ZeroEmployment),
+        "employed" => Some(HouseholdStatus::Employed),
+        "no_labour_force" => Some(HouseholdStatus::NoLabourForce),
+        _ => None,
     }
 }
 
@@ -635,41 +964,5 @@ async fn lock_households(tx: Tx<'_>, households: &[String]) -> sqlx::Result<()> 
         .bind(households)
         .fetch_all(&mut *tx)
         .await?;
-    Ok(())
-}
-
-/// Raise an alert once per occurrence: the alert table holds every id raised.
-async fn raise(tx: Tx<'_>, alert: &Alert, now: DateTime<Utc>) -> sqlx::Result<()> {
-    let output = alert.output(now);
-    let inserted: Option<String> = sqlx::query_scalar(
-        "INSERT INTO alert (id, kind, division_code, household_id, raised_at, summary, event)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING id",
-    )
-    .bind(&output.message_id)
-    .bind(alert.kind.as_str())
-    .bind(alert.division_code.as_str())
-    .bind(alert.household_id.as_ref().map(|h| h.as_str()))
-    .bind(now)
-    .bind(&alert.summary)
-    .bind(&output.event)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if inserted.is_some() {
-        enqueue(tx, &output).await?;
-    }
-    Ok(())
-}
-
-async fn enqueue(tx: Tx<'_>, output: &Output) -> sqlx::Result<()> {
-    let body = serde_json::to_vec(&output.event).unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO outbox (stream, routing_key, message_id, body) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(output.stream.as_str())
-    .bind(&output.routing_key)
-    .bind(&output.message_id)
-    .bind(body)
-    .execute(&mut *tx)
-    .await?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use dynzero_domain::facts::{
 use dynzero_domain::ids::{DivisionCode, HouseholdId, IdNumber, Key, Money, Uscc};
 use dynzero_domain::reconcile::HouseholdFacts;
 use sqlx::{PgConnection, Row};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub type Tx<'a> = &'a mut PgConnection;
 
@@ -26,257 +26,468 @@ pub enum InboxOutcome {
     Conflict,
 }
 
-pub async fn inbox(tx: Tx<'_>, inbound: &Inbound) -> sqlx::Result<InboxOutcome> {
-    let inserted: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO inbox (source, id, digest, event_type) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (source, id) DO NOTHING RETURNING arrival",
+/// Record several messages in the inbox with one statement, in order: each
+/// new (source, id) gets the next arrival number; one outcome per message.
+pub async fn inbox_many(tx: Tx<'_>, messages: &[Inbound]) -> sqlx::Result<Vec<InboxOutcome>> {
+    let sources: Vec<&str> = messages.iter().map(|m| m.source.as_str()).collect();
+    let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
+    let digests: Vec<&str> = messages.iter().map(|m| m.data_digest.as_str()).collect();
+    let types: Vec<&str> = messages.iter().map(|m| m.event_type.as_str()).collect();
+    // `ORDER BY n`: arrival numbers follow the messages' order.
+    let inserted: Vec<(String, String, i64)> = sqlx::query_as(
+        "INSERT INTO inbox (source, id, digest, event_type)
+         SELECT s, i, d, e FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
+                WITH ORDINALITY AS t(s, i, d, e, n) ORDER BY n
+         ON CONFLICT (source, id) DO NOTHING RETURNING source, id, arrival",
     )
-    .bind(&inbound.source)
-    .bind(&inbound.id)
-    .bind(&inbound.data_digest)
-    .bind(inbound.event_type.as_str())
-    .fetch_optional(&mut *tx)
+    .bind(&sources)
+    .bind(&ids)
+    .bind(&digests)
+    .bind(&types)
+    .fetch_all(&mut *tx)
     .await?;
-    if let Some(arrival) = inserted {
-        return Ok(InboxOutcome::New(arrival));
+    let mut arrivals: HashMap<(&str, &str), i64> = inserted
+        .iter()
+        .map(|(s, i, a)| ((s.as_str(), i.as_str()), *a))
+        .collect();
+    // The first message with a key inserted it; any other was here before.
+    let mut first: HashMap<(&str, &str), &str> = HashMap::new();
+    let mut outcomes = vec![InboxOutcome::Duplicate; messages.len()];
+    let mut known: Vec<usize> = Vec::new();
+    for (i, m) in messages.iter().enumerate() {
+        let key = (m.source.as_str(), m.id.as_str());
+        if let Some(arrival) = arrivals.remove(&key) {
+            first.insert(key, m.data_digest.as_str());
+            outcomes[i] = InboxOutcome::New(arrival);
+        } else if let Some(digest) = first.get(&key) {
+            outcomes[i] = same_or_conflict(digest, m);
+        } else {
+            known.push(i);
+        }
     }
-    let digest: String =
-        sqlx::query_scalar("SELECT digest FROM inbox WHERE source = $1 AND id = $2")
-            .bind(&inbound.source)
-            .bind(&inbound.id)
-            .fetch_one(&mut *tx)
-            .await?;
-    Ok(if digest == inbound.data_digest {
+    if !known.is_empty() {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT source, id, digest FROM inbox
+             WHERE (source, id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+        )
+        .bind(known.iter().map(|&i| sources[i]).collect::<Vec<_>>())
+        .bind(known.iter().map(|&i| ids[i]).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let digests: HashMap<(&str, &str), &str> = rows
+            .iter()
+            .map(|(s, i, d)| ((s.as_str(), i.as_str()), d.as_str()))
+            .collect();
+        for i in known {
+            let m = &messages[i];
+            // Not inserted, yet not there: cannot happen (an insert waits for
+            // a concurrent one with the same key); an error, never a guess.
+            let Some(digest) = digests.get(&(m.source.as_str(), m.id.as_str())) else {
+                return Err(sqlx::Error::RowNotFound);
+            };
+            outcomes[i] = same_or_conflict(digest, m);
+        }
+    }
+    Ok(outcomes)
+}
+
+fn same_or_conflict(digest: &str, m: &Inbound) -> InboxOutcome {
+    if digest == m.data_digest {
         InboxOutcome::Duplicate
     } else {
         InboxOutcome::Conflict
-    })
+    }
 }
 
-/// Store a message's facts (their orders already carry `arrival`). `cause` is
-/// its `"<source> <id>"`.
-pub async fn store_fact(
-    tx: Tx<'_>,
-    fact: &InboundFact,
-    arrival: i64,
-    cause: &str,
-    data: &serde_json::Value,
-) -> sqlx::Result<()> {
-    match fact {
-        InboundFact::Registration(r) => {
+/// The rows a batch of messages adds to the fact tables, gathered in memory
+/// and written with one multi-row statement per table.
+#[derive(Default)]
+pub struct FactRows {
+    registrations: Registrations,
+    members: Members,
+    visits: Visits,
+    employment: Employment,
+    notices: Notices,
+    notice_employees: NoticeEmployees,
+    subsidies: Subsidies,
+    postings: Postings,
+}
+
+#[derive(Default)]
+struct Registrations {
+    arrival: Vec<i64>,
+    household_id: Vec<String>,
+    division_code: Vec<String>,
+    date: Vec<NaiveDate>,
+    time: Vec<DateTime<Utc>>,
+    address: Vec<Option<String>>,
+    cause: Vec<String>,
+}
+
+#[derive(Default)]
+struct Members {
+    arrival: Vec<i64>,
+    position: Vec<i32>,
+    household_id: Vec<String>,
+    id_number: Vec<String>,
+    name: Vec<String>,
+    relation: Vec<&'static str>,
+    able_to_work: Vec<bool>,
+    seeking_work: Vec<bool>,
+    status: Vec<&'static str>,
+}
+
+#[derive(Default)]
+struct Visits {
+    arrival: Vec<i64>,
+    household_id: Vec<String>,
+    date: Vec<NaiveDate>,
+    time: Vec<DateTime<Utc>>,
+    worker: Vec<String>,
+    cause: Vec<String>,
+}
+
+#[derive(Default)]
+struct Employment {
+    arrival: Vec<i64>,
+    position: Vec<i32>,
+    id_number: Vec<String>,
+    date: Vec<NaiveDate>,
+    time: Vec<DateTime<Utc>>,
+    event: Vec<&'static str>,
+    employer: Vec<Option<String>>,
+    kind: Vec<Option<&'static str>>,
+    months: Vec<Option<i32>>,
+    wage: Vec<Option<i64>>,
+    insured: Vec<Option<bool>>,
+    visit_household: Vec<Option<String>>,
+    finding: Vec<Option<&'static str>>,
+    cause: Vec<String>,
+}
+
+#[derive(Default)]
+struct Notices {
+    arrival: Vec<i64>,
+    uscc: Vec<String>,
+    notice_id: Vec<String>,
+    stage: Vec<&'static str>,
+    date: Vec<NaiveDate>,
+    time: Vec<DateTime<Utc>>,
+    name: Vec<String>,
+    headcount: Vec<i32>,
+    division_code: Vec<String>,
+    cause: Vec<String>,
+}
+
+#[derive(Default)]
+struct NoticeEmployees {
+    arrival: Vec<i64>,
+    position: Vec<i32>,
+    id_number: Vec<String>,
+    name: Vec<String>,
+}
+
+#[derive(Default)]
+struct Subsidies {
+    arrival: Vec<i64>,
+    case_id: Vec<String>,
+    applicant: Vec<String>,
+    division_code: Vec<String>,
+    change: Vec<&'static str>,
+    amount: Vec<i64>,
+    date: Vec<NaiveDate>,
+    time: Vec<DateTime<Utc>>,
+    cause: Vec<String>,
+}
+
+#[derive(Default)]
+struct Postings {
+    arrival: Vec<i64>,
+    posting_id: Vec<String>,
+    data: Vec<serde_json::Value>,
+    cause: Vec<String>,
+}
+
+impl FactRows {
+    /// Add one message's facts (their orders already carry `arrival`).
+    /// `cause` is its `"<source> <id>"`, `data` its `data` as received.
+    pub fn add(&mut self, fact: &InboundFact, arrival: i64, cause: &str, data: &serde_json::Value) {
+        match fact {
+            InboundFact::Registration(r) => {
+                let t = &mut self.registrations;
+                t.arrival.push(r.order.arrival);
+                t.household_id.push(r.household_id.to_string());
+                t.division_code.push(r.division_code.to_string());
+                t.date.push(r.order.date);
+                t.time.push(r.order.time);
+                t.address.push(r.address.clone());
+                t.cause.push(cause.to_string());
+                let m = &mut self.members;
+                for (position, member) in r.members.iter().enumerate() {
+                    m.arrival.push(r.order.arrival);
+                    m.position.push(position as i32);
+                    m.household_id.push(r.household_id.to_string());
+                    m.id_number.push(member.id_number.as_str().to_string());
+                    m.name.push(member.name.clone());
+                    m.relation.push(words::relation::word(member.relation));
+                    m.able_to_work.push(member.able_to_work);
+                    m.seeking_work.push(member.seeking_work);
+                    m.status.push(words::member_status::word(member.status));
+                }
+            }
+            InboundFact::Visit {
+                visit,
+                worker,
+                findings,
+            } => {
+                let t = &mut self.visits;
+                t.arrival.push(visit.order.arrival);
+                t.household_id.push(visit.household_id.to_string());
+                t.date.push(visit.order.date);
+                t.time.push(visit.order.time);
+                t.worker.push(worker.clone());
+                t.cause.push(cause.to_string());
+                self.add_employment(findings, cause);
+            }
+            InboundFact::Employment(f) => self.add_employment(std::slice::from_ref(f), cause),
+            InboundFact::Layoff(n) => {
+                let t = &mut self.notices;
+                t.arrival.push(n.order.arrival);
+                t.uscc.push(n.enterprise.uscc.to_string());
+                t.notice_id.push(n.notice_id.to_string());
+                t.stage.push(words::stage::word(n.stage));
+                t.date.push(n.order.date);
+                t.time.push(n.order.time);
+                t.name.push(n.enterprise.name.clone());
+                t.headcount.push(n.enterprise.headcount as i32);
+                t.division_code.push(n.enterprise.division_code.to_string());
+                t.cause.push(cause.to_string());
+                let e = &mut self.notice_employees;
+                for (position, (id_number, name)) in n.employees.iter().enumerate() {
+                    e.arrival.push(n.order.arrival);
+                    e.position.push(position as i32);
+                    e.id_number.push(id_number.as_str().to_string());
+                    e.name.push(name.clone());
+                }
+                if n.stage == LayoffStage::Effective {
+                    self.add_employment(&n.employment_ends(), cause);
+                }
+            }
+            InboundFact::Subsidy {
+                change,
+                division_code,
+                ..
+            } => {
+                let t = &mut self.subsidies;
+                t.arrival.push(change.order.arrival);
+                t.case_id.push(change.case_id.to_string());
+                t.applicant.push(change.applicant.as_str().to_string());
+                t.division_code.push(division_code.to_string());
+                t.change.push(words::change::word(change.change));
+                t.amount.push(change.monthly_amount.fen());
+                t.date.push(change.order.date);
+                t.time.push(change.order.time);
+                t.cause.push(cause.to_string());
+            }
+            InboundFact::Posting(p) => {
+                let t = &mut self.postings;
+                t.arrival.push(arrival);
+                t.posting_id.push(p.posting_id.to_string());
+                t.data.push(data.clone());
+                t.cause.push(cause.to_string());
+            }
+        }
+    }
+
+    fn add_employment(&mut self, facts: &[EmploymentFact], cause: &str) {
+        let t = &mut self.employment;
+        for (position, f) in facts.iter().enumerate() {
+            t.arrival.push(f.order.arrival);
+            t.position.push(position as i32);
+            t.id_number.push(f.id_number.as_str().to_string());
+            t.date.push(f.order.date);
+            t.time.push(f.order.time);
+            t.cause.push(cause.to_string());
+            match &f.event {
+                EmploymentEvent::Started { employer, terms } => {
+                    t.event.push("started");
+                    t.employer.push(Some(employer.to_string()));
+                    t.kind.push(Some(words::kind::word(terms.kind)));
+                    t.months.push(terms.contract_months.map(|m| m as i32));
+                    t.wage.push(Some(terms.monthly_wage.fen()));
+                    t.insured.push(Some(terms.social_insurance));
+                    t.visit_household.push(None);
+                    t.finding.push(None);
+                }
+                EmploymentEvent::Ended { employer } => {
+                    t.event.push("ended");
+                    t.employer.push(Some(employer.to_string()));
+                    t.kind.push(None);
+                    t.months.push(None);
+                    t.wage.push(None);
+                    t.insured.push(None);
+                    t.visit_household.push(None);
+                    t.finding.push(None);
+                }
+                EmploymentEvent::Visited { visit, finding } => {
+                    t.event.push("visited");
+                    t.employer.push(None);
+                    t.kind.push(None);
+                    t.months.push(None);
+                    t.wage.push(None);
+                    t.insured.push(None);
+                    t.visit_household.push(Some(visit.household_id.to_string()));
+                    t.finding.push(Some(words::finding::word(*finding)));
+                }
+            }
+        }
+    }
+
+    /// One statement per table that has rows.
+    pub async fn write(&self, tx: Tx<'_>) -> sqlx::Result<()> {
+        let t = &self.registrations;
+        if !t.arrival.is_empty() {
             sqlx::query(
                 "INSERT INTO registration (arrival, household_id, division_code, effective_date, time, address, cause)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::date[], $5::timestamptz[], $6::text[], $7::text[])",
             )
-            .bind(r.order.arrival)
-            .bind(r.household_id.as_str())
-            .bind(r.division_code.as_str())
-            .bind(r.order.date)
-            .bind(r.order.time)
-            .bind(&r.address)
-            .bind(cause)
+            .bind(&t.arrival)
+            .bind(&t.household_id)
+            .bind(&t.division_code)
+            .bind(&t.date)
+            .bind(&t.time)
+            .bind(&t.address)
+            .bind(&t.cause)
             .execute(&mut *tx)
             .await?;
-            let n = r.members.len();
-            let positions: Vec<i32> = (0..n as i32).collect();
-            let households = vec![r.household_id.as_str(); n];
-            let ids: Vec<&str> = r.members.iter().map(|m| m.id_number.as_str()).collect();
-            let names: Vec<&str> = r.members.iter().map(|m| m.name.as_str()).collect();
-            let relations: Vec<&str> = r
-                .members
-                .iter()
-                .map(|m| words::relation::word(m.relation))
-                .collect();
-            let able: Vec<bool> = r.members.iter().map(|m| m.able_to_work).collect();
-            let seeking: Vec<bool> = r.members.iter().map(|m| m.seeking_work).collect();
-            let statuses: Vec<&str> = r
-                .members
-                .iter()
-                .map(|m| words::member_status::word(m.status))
-                .collect();
+        }
+        let t = &self.members;
+        if !t.arrival.is_empty() {
             sqlx::query(
                 "INSERT INTO registration_member
                    (arrival, position, household_id, id_number, name, relation, able_to_work, seeking_work, status)
-                 SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::bool[], $9::text[])",
+                 SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::bool[], $9::text[])",
             )
-            .bind(r.order.arrival)
-            .bind(positions)
-            .bind(households)
-            .bind(ids)
-            .bind(names)
-            .bind(relations)
-            .bind(able)
-            .bind(seeking)
-            .bind(statuses)
+            .bind(&t.arrival)
+            .bind(&t.position)
+            .bind(&t.household_id)
+            .bind(&t.id_number)
+            .bind(&t.name)
+            .bind(&t.relation)
+            .bind(&t.able_to_work)
+            .bind(&t.seeking_work)
+            .bind(&t.status)
             .execute(&mut *tx)
             .await?;
         }
-        InboundFact::Visit {
-            visit,
-            worker,
-            findings,
-        } => {
+        let t = &self.visits;
+        if !t.arrival.is_empty() {
             sqlx::query(
-                "INSERT INTO visit (arrival, household_id, visit_date, time, worker, cause) VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO visit (arrival, household_id, visit_date, time, worker, cause)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::date[], $4::timestamptz[], $5::text[], $6::text[])",
             )
-            .bind(visit.order.arrival)
-            .bind(visit.household_id.as_str())
-            .bind(visit.order.date)
-            .bind(visit.order.time)
-            .bind(worker)
-            .bind(cause)
+            .bind(&t.arrival)
+            .bind(&t.household_id)
+            .bind(&t.date)
+            .bind(&t.time)
+            .bind(&t.worker)
+            .bind(&t.cause)
             .execute(&mut *tx)
             .await?;
-            insert_employment(tx, findings, cause).await?;
         }
-        InboundFact::Employment(f) => insert_employment(tx, std::slice::from_ref(f), cause).await?,
-        InboundFact::Layoff(n) => {
+        let t = &self.employment;
+        if !t.arrival.is_empty() {
+            sqlx::query(
+                "INSERT INTO employment_fact
+                   (arrival, position, id_number, date, time, event, employer_uscc, kind, contract_months,
+                    monthly_wage_fen, social_insurance, visit_household, finding, cause)
+                 SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::date[], $5::timestamptz[], $6::text[],
+                    $7::text[], $8::text[], $9::int[], $10::bigint[], $11::bool[], $12::text[], $13::text[], $14::text[])",
+            )
+            .bind(&t.arrival)
+            .bind(&t.position)
+            .bind(&t.id_number)
+            .bind(&t.date)
+            .bind(&t.time)
+            .bind(&t.event)
+            .bind(&t.employer)
+            .bind(&t.kind)
+            .bind(&t.months)
+            .bind(&t.wage)
+            .bind(&t.insured)
+            .bind(&t.visit_household)
+            .bind(&t.finding)
+            .bind(&t.cause)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let t = &self.notices;
+        if !t.arrival.is_empty() {
             sqlx::query(
                 "INSERT INTO layoff_notice (arrival, uscc, notice_id, stage, effective_date, time, name, headcount, division_code, cause)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::date[], $6::timestamptz[],
+                    $7::text[], $8::int[], $9::text[], $10::text[])",
             )
-            .bind(n.order.arrival)
-            .bind(n.enterprise.uscc.as_str())
-            .bind(n.notice_id.as_str())
-            .bind(words::stage::word(n.stage))
-            .bind(n.order.date)
-            .bind(n.order.time)
-            .bind(&n.enterprise.name)
-            .bind(n.enterprise.headcount as i32)
-            .bind(n.enterprise.division_code.as_str())
-            .bind(cause)
+            .bind(&t.arrival)
+            .bind(&t.uscc)
+            .bind(&t.notice_id)
+            .bind(&t.stage)
+            .bind(&t.date)
+            .bind(&t.time)
+            .bind(&t.name)
+            .bind(&t.headcount)
+            .bind(&t.division_code)
+            .bind(&t.cause)
             .execute(&mut *tx)
             .await?;
-            let positions: Vec<i32> = (0..n.employees.len() as i32).collect();
-            let ids: Vec<&str> = n.employees.iter().map(|(id, _)| id.as_str()).collect();
-            let names: Vec<&str> = n.employees.iter().map(|(_, name)| name.as_str()).collect();
+        }
+        let t = &self.notice_employees;
+        if !t.arrival.is_empty() {
             sqlx::query(
                 "INSERT INTO layoff_employee (arrival, position, id_number, name)
-                 SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[])",
+                 SELECT * FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[])",
             )
-            .bind(n.order.arrival)
-            .bind(positions)
-            .bind(ids)
-            .bind(names)
+            .bind(&t.arrival)
+            .bind(&t.position)
+            .bind(&t.id_number)
+            .bind(&t.name)
             .execute(&mut *tx)
             .await?;
-            if n.stage == LayoffStage::Effective {
-                insert_employment(tx, &n.employment_ends(), cause).await?;
-            }
         }
-        InboundFact::Subsidy {
-            change,
-            division_code,
-            ..
-        } => {
+        let t = &self.subsidies;
+        if !t.arrival.is_empty() {
             sqlx::query(
                 "INSERT INTO subsidy_change (arrival, case_id, applicant, division_code, change, monthly_amount_fen, effective_date, time, cause)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+                    $7::date[], $8::timestamptz[], $9::text[])",
             )
-            .bind(change.order.arrival)
-            .bind(change.case_id.as_str())
-            .bind(change.applicant.as_str())
-            .bind(division_code.as_str())
-            .bind(words::change::word(change.change))
-            .bind(change.monthly_amount.fen())
-            .bind(change.order.date)
-            .bind(change.order.time)
-            .bind(cause)
+            .bind(&t.arrival)
+            .bind(&t.case_id)
+            .bind(&t.applicant)
+            .bind(&t.division_code)
+            .bind(&t.change)
+            .bind(&t.amount)
+            .bind(&t.date)
+            .bind(&t.time)
+            .bind(&t.cause)
             .execute(&mut *tx)
             .await?;
         }
-        InboundFact::Posting(p) => {
-            sqlx::query("INSERT INTO job_posting (arrival, posting_id, data, cause) VALUES ($1, $2, $3, $4)")
-                .bind(arrival)
-                .bind(p.posting_id.as_str())
-                .bind(data)
-                .bind(cause)
-                .execute(&mut *tx)
-                .await?;
+        let t = &self.postings;
+        if !t.arrival.is_empty() {
+            sqlx::query(
+                "INSERT INTO job_posting (arrival, posting_id, data, cause)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::jsonb[], $4::text[])",
+            )
+            .bind(&t.arrival)
+            .bind(&t.posting_id)
+            .bind(&t.data)
+            .bind(&t.cause)
+            .execute(&mut *tx)
+            .await?;
         }
+        Ok(())
     }
-    Ok(())
-}
-
-async fn insert_employment(tx: Tx<'_>, facts: &[EmploymentFact], cause: &str) -> sqlx::Result<()> {
-    if facts.is_empty() {
-        return Ok(());
-    }
-    let arrival = facts[0].order.arrival;
-    let mut positions = Vec::new();
-    let mut ids = Vec::new();
-    let mut dates = Vec::new();
-    let mut times = Vec::new();
-    let mut events = Vec::new();
-    let mut employers: Vec<Option<&str>> = Vec::new();
-    let mut kinds: Vec<Option<&str>> = Vec::new();
-    let mut months: Vec<Option<i32>> = Vec::new();
-    let mut wages: Vec<Option<i64>> = Vec::new();
-    let mut insured: Vec<Option<bool>> = Vec::new();
-    let mut visit_households: Vec<Option<&str>> = Vec::new();
-    let mut findings: Vec<Option<&str>> = Vec::new();
-    for (i, f) in facts.iter().enumerate() {
-        positions.push(i as i32);
-        ids.push(f.id_number.as_str());
-        dates.push(f.order.date);
-        times.push(f.order.time);
-        match &f.event {
-            EmploymentEvent::Started { employer, terms } => {
-                events.push("started");
-                employers.push(Some(employer.as_str()));
-                kinds.push(Some(words::kind::word(terms.kind)));
-                months.push(terms.contract_months.map(|m| m as i32));
-                wages.push(Some(terms.monthly_wage.fen()));
-                insured.push(Some(terms.social_insurance));
-                visit_households.push(None);
-                findings.push(None);
-            }
-            EmploymentEvent::Ended { employer } => {
-                events.push("ended");
-                employers.push(Some(employer.as_str()));
-                kinds.push(None);
-                months.push(None);
-                wages.push(None);
-                insured.push(None);
-                visit_households.push(None);
-                findings.push(None);
-            }
-            EmploymentEvent::Visited { visit, finding } => {
-                events.push("visited");
-                employers.push(None);
-                kinds.push(None);
-                months.push(None);
-                wages.push(None);
-                insured.push(None);
-                visit_households.push(Some(visit.household_id.as_str()));
-                findings.push(Some(words::finding::word(*finding)));
-            }
-        }
-    }
-    sqlx::query(
-        "INSERT INTO employment_fact
-           (arrival, position, id_number, date, time, event, employer_uscc, kind, contract_months,
-            monthly_wage_fen, social_insurance, visit_household, finding, cause)
-         SELECT $1, *, $14 FROM UNNEST($2::int[], $3::text[], $4::date[], $5::timestamptz[], $6::text[],
-            $7::text[], $8::text[], $9::int[], $10::bigint[], $11::bool[], $12::text[], $13::text[])",
-    )
-    .bind(arrival)
-    .bind(positions)
-    .bind(ids)
-    .bind(dates)
-    .bind(times)
-    .bind(events)
-    .bind(employers)
-    .bind(kinds)
-    .bind(months)
-    .bind(wages)
-    .bind(insured)
-    .bind(visit_households)
-    .bind(findings)
-    .bind(cause)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
 }
 
 /// Ids came in valid; their birth dates were checked against the day they arrived.
@@ -325,18 +536,29 @@ pub struct Published {
     pub zero_since: Option<NaiveDate>,
 }
 
-pub async fn people_of(tx: Tx<'_>, household_id: &str) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT DISTINCT id_number FROM registration_member WHERE household_id = $1")
-        .bind(household_id)
-        .fetch_all(&mut *tx)
-        .await
+/// (household, person) for every person these households ever named.
+pub async fn members_of(tx: Tx<'_>, households: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
+    if households.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT DISTINCT household_id, id_number FROM registration_member WHERE household_id = ANY($1)",
+    )
+    .bind(households)
+    .fetch_all(&mut *tx)
+    .await
 }
 
-/// Every household that ever named one of these people.
-pub async fn households_naming(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT m.household_id FROM UNNEST($1::text[]) AS p(id)
-         JOIN registration_member m ON m.id_number = p.id ORDER BY m.household_id",
+/// (household, person) for every household that ever named one of these people.
+pub async fn households_naming(
+    tx: Tx<'_>,
+    people: &[&str],
+) -> sqlx::Result<Vec<(String, String)>> {
+    if people.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT DISTINCT household_id, id_number FROM registration_member WHERE id_number = ANY($1)",
     )
     .bind(people)
     .fetch_all(&mut *tx)
@@ -683,27 +905,39 @@ pub async fn planned_notices_listing(
     Ok(notices)
 }
 
-/// The `time`s of the planned notices the hub knows for (uscc, notice_id).
-pub async fn planned_times(
-    tx: Tx<'_>,
-    uscc: &str,
-    notice_id: &str,
-) -> sqlx::Result<Vec<DateTime<Utc>>> {
-    sqlx::query_scalar(
-        "SELECT time FROM layoff_notice WHERE stage = 'planned' AND uscc = $1 AND notice_id = $2",
-    )
-    .bind(uscc)
-    .bind(notice_id)
-    .fetch_all(&mut *tx)
-    .await
+/// One stored stage of a layoff notice.
+pub struct NoticeStage {
+    pub uscc: String,
+    pub notice_id: String,
+    pub stage: LayoffStage,
+    pub time: DateTime<Utc>,
+    pub arrival: i64,
 }
 
-pub async fn is_withdrawn(tx: Tx<'_>, uscc: &str, notice_id: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM layoff_notice WHERE stage = 'withdrawn' AND uscc = $1 AND notice_id = $2)",
+/// Every stored stage of the notices with these (uscc, notice_id) keys.
+pub async fn notice_stages(
+    tx: Tx<'_>,
+    keys: &[(&str, &str)],
+) -> anyhow::Result<Vec<NoticeStage>> {
+    let usccs: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let rows: Vec<(String, String, String, DateTime<Utc>, i64)> = sqlx::query_as(
+        "SELECT uscc, notice_id, stage, time, arrival FROM layoff_notice
+         WHERE (uscc, notice_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
     )
-    .bind(uscc)
-    .bind(notice_id)
-    .fetch_one(&mut *tx)
-    .await
+    .bind(usccs)
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.into_iter()
+        .map(|(uscc, notice_id, stage, time, arrival)| {
+            Ok(NoticeStage {
+                stage: stored_word(words::stage::parse, &stage)?,
+                uscc,
+                notice_id,
+                time,
+                arrival,
+            })
+        })
+        .collect()
 }
