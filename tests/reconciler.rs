@@ -2,13 +2,20 @@
 
 use dynzero_contracts::rejection::Reason;
 use dynzero_reconciler::amqp::header_text;
+use dynzero_reconciler::clock::ManualClock;
+use dynzero_reconciler::hub::{Hub, Outcome, Processed};
+use dynzero_reconciler::service::Reconciler;
 use dynzero_tests::eventually;
-use dynzero_tests::hub::{Fixture, content, expected_states, scenario, scenario_today};
+use dynzero_tests::hub::{
+    Fixture, content, expected_states, noon, scenario, scenario_today, test_settings,
+};
+use dynzero_tests::{TestDatabase, amqp_url, fresh_database};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The same facts in any order, with duplicates, give the states the domain
@@ -64,13 +71,146 @@ async fn shuffled_scenario_with_duplicates_reaches_the_domain_cores_states() {
             "household {household}"
         );
     }
-    let m = &fixture.settings;
-    let _ = m;
     let zero = latest
         .values()
         .filter(|s| s["status"] == "zero_employment")
         .count();
     assert!(zero > 0, "the scenario has zero-employment households");
+}
+
+/// What a database holds after a run: every household row, every alert id,
+/// and the outbox in order (the relay is not running).
+type Snapshot = (
+    Vec<(String, i64, Option<Value>)>,
+    Vec<String>,
+    Vec<(String, String)>,
+);
+
+async fn snapshot(hub: &Hub) -> Snapshot {
+    let households = sqlx::query_as(
+        "SELECT household_id, version, content FROM household WHERE version > 0 ORDER BY household_id",
+    )
+    .fetch_all(&hub.pool)
+    .await
+    .expect("households");
+    let alerts = sqlx::query_scalar("SELECT id FROM alert ORDER BY id")
+        .fetch_all(&hub.pool)
+        .await
+        .expect("alerts");
+    let outbox = sqlx::query_as("SELECT stream, routing_key FROM outbox ORDER BY seq")
+        .fetch_all(&hub.pool)
+        .await
+        .expect("outbox");
+    (households, alerts, outbox)
+}
+
+/// Apply bodies with `process_batch`, `size` at a time, on a fresh database.
+async fn apply_in_batches(batches: &[&[Vec<u8>]]) -> (TestDatabase, Arc<Hub>, Vec<String>) {
+    let db = fresh_database().await;
+    let settings = test_settings(db.url(), &amqp_url());
+    let clock = ManualClock::new(noon(scenario_today()));
+    let reconciler = Reconciler::build(settings, Arc::new(clock))
+        .await
+        .expect("building the reconciler");
+    let hub = reconciler.hub().clone();
+    let mut outcomes = Vec::new();
+    for batch in batches {
+        let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        for outcome in hub.process_batch(&refs).await.expect("no transient error") {
+            outcomes.push(match outcome {
+                Outcome::Processed(Processed::Applied) => "applied".to_string(),
+                Outcome::Processed(Processed::Duplicate) => "duplicate".to_string(),
+                Outcome::Processed(Processed::Rejected(r)) => r.reason.as_str().to_string(),
+                Outcome::Failed(_) => "failed".to_string(),
+            });
+        }
+    }
+    (db, hub, outcomes)
+}
+
+/// A batch is applied as a whole; when one of its messages fails, it is
+/// applied again one message per savepoint. Both ways give the same
+/// households, versions, alerts and outbox order as one message at a time,
+/// and the failing message alone is rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_applied_whole_or_one_by_one_give_the_same_result() {
+    let mut bodies: Vec<Vec<u8>> = scenario(23, 40, 260, scenario_today())
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect();
+    // Duplicates inside one batch and across batches.
+    bodies.insert(30, bodies[20].clone());
+    bodies.insert(100, bodies[5].clone());
+    let poison = event(
+        "p-1",
+        "household.registered",
+        registration(
+            "H-P",
+            &dynzero_simulator::id_number(
+                "210302",
+                chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap(),
+                true,
+                7,
+            ),
+            "王\u{0}伟",
+        ),
+    )
+    .to_string()
+    .into_bytes();
+    let singles: Vec<&[Vec<u8>]> = bodies.chunks(1).collect();
+    let batches: Vec<&[Vec<u8>]> = bodies.chunks(64).collect();
+    // The same batches, the second with a message that fails.
+    let mut second = batches[1].to_vec();
+    second.insert(6, poison);
+    let mut poisoned = batches.clone();
+    poisoned[1] = &second;
+
+    let (db1, single, single_outcomes) = apply_in_batches(&singles).await;
+    let (db2, whole, whole_outcomes) = apply_in_batches(&batches).await;
+    let (db3, mixed, mut mixed_outcomes) = apply_in_batches(&poisoned).await;
+
+    assert_eq!(
+        whole.metrics.one_by_one_count(),
+        0,
+        "clean batches apply whole"
+    );
+    assert_eq!(
+        mixed.metrics.one_by_one_count(),
+        1,
+        "the poisoned batch, one by one"
+    );
+    assert_eq!(mixed_outcomes.remove(64 + 6), "failed");
+    assert_eq!(whole_outcomes, single_outcomes);
+    assert_eq!(mixed_outcomes, single_outcomes);
+    assert_eq!(
+        single_outcomes.iter().filter(|o| *o == "duplicate").count(),
+        2
+    );
+    // Folded once per batch, a household has fewer versions than one message
+    // at a time gives, but the same content.
+    let contents = |snapshot: &Snapshot| -> Vec<(String, Option<Value>)> {
+        snapshot
+            .0
+            .iter()
+            .map(|(h, _, c)| (h.clone(), c.clone()))
+            .collect()
+    };
+    let one_at_a_time = snapshot(&single).await;
+    let expected = snapshot(&whole).await;
+    assert!(expected.0.len() >= 35, "{} households", expected.0.len());
+    assert!(!expected.1.is_empty(), "the scenario raises alerts");
+    assert_eq!(contents(&expected), contents(&one_at_a_time));
+    let got = snapshot(&mixed).await;
+    assert_eq!(got.0.len(), expected.0.len());
+    for (got, expected) in got.0.iter().zip(&expected.0) {
+        assert_eq!(got, expected, "household {}", expected.0);
+    }
+    assert_eq!(got.1, expected.1, "alert ids");
+    assert_eq!(got.2, expected.2, "outbox");
+    for (db, hub) in [(db1, single), (db2, whole), (db3, mixed)] {
+        hub.pool.close().await;
+        db.drop_database().await;
+    }
 }
 
 fn event(id: &str, event_type: &str, data: Value) -> Value {

@@ -402,6 +402,7 @@ impl Hub {
         match self.apply_batch(&parsed, Mode::Together).await {
             Err(ProcessError::Failed(e)) if valid > 1 => {
                 warn!(error = %e, "a batch failed as a whole; applying its messages one by one");
+                self.metrics.one_by_one();
                 self.apply_batch(&parsed, Mode::OneByOne).await
             }
             other => other,

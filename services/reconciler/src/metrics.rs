@@ -9,6 +9,7 @@ pub const MESSAGES_DUPLICATE: &str = "dynzero_reconciler_messages_duplicate_tota
 pub const MESSAGES_REJECTED: &str = "dynzero_reconciler_messages_rejected_total";
 pub const OUTPUTS_PUBLISHED: &str = "dynzero_relay_outputs_published_total";
 pub const TRANSIENT_ERRORS: &str = "dynzero_reconciler_transient_errors_total";
+pub const BATCHES_ONE_BY_ONE: &str = "dynzero_reconciler_batches_one_by_one_total";
 
 #[derive(Default)]
 pub struct Metrics {
@@ -17,6 +18,7 @@ pub struct Metrics {
     rejected: [AtomicU64; Reason::ALL.len()],
     published: AtomicU64,
     transient: AtomicU64,
+    one_by_one: AtomicU64,
 }
 
 impl Metrics {
@@ -34,6 +36,13 @@ impl Metrics {
     }
     pub fn transient(&self) {
         self.transient.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A batch failed as a whole and was applied again one message at a time.
+    pub fn one_by_one(&self) {
+        self.one_by_one.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn one_by_one_count(&self) -> u64 {
+        self.one_by_one.load(Ordering::Relaxed)
     }
     pub fn processed_count(&self) -> u64 {
         self.processed.load(Ordering::Relaxed)
@@ -80,6 +89,7 @@ impl Metrics {
             self.published.load(Ordering::Relaxed),
         );
         line(TRANSIENT_ERRORS, "", self.transient.load(Ordering::Relaxed));
+        line(BATCHES_ONE_BY_ONE, "", self.one_by_one_count());
         out
     }
 }

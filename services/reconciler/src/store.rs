@@ -550,10 +550,7 @@ pub async fn members_of(tx: Tx<'_>, households: &[&str]) -> sqlx::Result<Vec<(St
 }
 
 /// (household, person) for every household that ever named one of these people.
-pub async fn households_naming(
-    tx: Tx<'_>,
-    people: &[&str],
-) -> sqlx::Result<Vec<(String, String)>> {
+pub async fn households_naming(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
     if people.is_empty() {
         return Ok(Vec::new());
     }
@@ -915,10 +912,7 @@ pub struct NoticeStage {
 }
 
 /// Every stored stage of the notices with these (uscc, notice_id) keys.
-pub async fn notice_stages(
-    tx: Tx<'_>,
-    keys: &[(&str, &str)],
-) -> anyhow::Result<Vec<NoticeStage>> {
+pub async fn notice_stages(tx: Tx<'_>, keys: &[(&str, &str)]) -> anyhow::Result<Vec<NoticeStage>> {
     let usccs: Vec<&str> = keys.iter().map(|k| k.0).collect();
     let ids: Vec<&str> = keys.iter().map(|k| k.1).collect();
     let rows: Vec<(String, String, String, DateTime<Utc>, i64)> = sqlx::query_as(
