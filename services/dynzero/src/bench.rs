@@ -186,11 +186,11 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     };
     settings.database.url = fresh_database(&settings.database.url).await?;
 
-    let mut city = City::new(CityConfig::small(42, args.households, args.events, today));
+    let mut city = City::new(CityConfig::city(42, args.households, args.events, today));
     let mut messages = city.backfill();
     messages.extend(city.events());
     let stream = |seed: u64, tag: &str| {
-        let mut more = CityConfig::small(seed, args.households, args.latency_messages, today);
+        let mut more = CityConfig::city(seed, args.households, args.latency_messages, today);
         more.tag = tag.into();
         let mut c = City::new(more);
         let mut m = c.backfill();

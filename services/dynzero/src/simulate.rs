@@ -25,7 +25,7 @@ const WINDOW: usize = 512;
 
 pub async fn run(settings: Settings, args: SimulateArgs) -> anyhow::Result<()> {
     let today = SystemClock.today();
-    let mut config = CityConfig::small(args.seed, args.households, args.events, today);
+    let mut config = CityConfig::city(args.seed, args.households, args.events, today);
     // Spread a larger city over more divisions: 4 counties × 5 streets × 6 communities.
     if args.households > 1_000 {
         config.counties = ["210302", "210303", "210304", "210311"]

@@ -384,7 +384,8 @@ impl Hub {
     /// (one statement per table); if that fails, it is applied again with
     /// each message under its own savepoint, so a message that fails is
     /// rolled back alone and the others commit. Households are folded once
-    /// per batch, at its end (and before a posting, which reads their states).
+    /// per batch; job postings, which read the households' states, are
+    /// applied after that fold, wherever they are in the batch.
     pub async fn process_batch(&self, bodies: &[&[u8]]) -> Result<Vec<Outcome>, ProcessError> {
         let today = self.clock.today();
         let parsed: Vec<Result<Inbound, Rejection>> = bodies
@@ -415,25 +416,36 @@ impl Hub {
         mode: Mode,
     ) -> Result<Vec<Outcome>, ProcessError> {
         let now = self.clock.now();
-        let mut messages: Vec<Inbound> = parsed.iter().filter_map(|p| p.clone().ok()).collect();
+        // Postings last: they read the households' states, folded first.
+        let is_posting = |m: &Inbound| matches!(m.fact, InboundFact::Posting(_));
+        let valid: Vec<&Inbound> = parsed.iter().filter_map(|p| p.as_ref().ok()).collect();
+        let order: Vec<usize> = (0..valid.len())
+            .filter(|&i| !is_posting(valid[i]))
+            .chain((0..valid.len()).filter(|&i| is_posting(valid[i])))
+            .collect();
+        let mut messages: Vec<Inbound> = order.iter().map(|&i| valid[i].clone()).collect();
         let mut tx = self.pool.begin().await?;
         let mut naming = lock_upfront(&mut tx, &messages).await?;
         let mut outputs = Outputs::default();
         let mut pending: BTreeSet<String> = BTreeSet::new();
         let mut results: Vec<Outcome> = Vec::with_capacity(messages.len());
+        let mut folded = false;
         let mut start = 0;
         while start < messages.len() {
-            let posting = matches!(messages[start].fact, InboundFact::Posting(_));
-            let end = if posting || mode == Mode::OneByOne {
+            let posting = is_posting(&messages[start]);
+            let end = if mode == Mode::OneByOne {
                 start + 1
+            } else if posting {
+                messages.len()
             } else {
-                messages[start..]
+                messages
                     .iter()
-                    .position(|m| matches!(m.fact, InboundFact::Posting(_)))
-                    .map_or(messages.len(), |i| start + i)
+                    .position(is_posting)
+                    .unwrap_or(messages.len())
             };
-            if posting {
+            if posting && !folded {
                 // A posting reads the households' states: bring them up to date first.
+                folded = true;
                 let households = std::mem::take(&mut pending);
                 self.reconcile_households(&mut tx, &households, now, &mut outputs)
                     .await?;
@@ -494,7 +506,11 @@ impl Hub {
         tx.commit().await?;
 
         // Rejected at parsing, or applied: back in the bodies' order.
-        let mut results = results.into_iter();
+        let mut in_order: Vec<Option<Outcome>> = (0..results.len()).map(|_| None).collect();
+        for (outcome, &i) in results.into_iter().zip(&order) {
+            in_order[i] = Some(outcome);
+        }
+        let mut results = in_order.into_iter().flatten();
         Ok(parsed
             .iter()
             .map(|p| match p {

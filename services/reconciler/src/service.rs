@@ -6,8 +6,9 @@ use crate::hub::{Hub, ProcessError};
 use crate::metrics::Metrics;
 use crate::settings::{Settings, redact};
 use crate::{amqp, consumer, relay};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::future::Future;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
@@ -39,10 +40,14 @@ impl Reconciler {
     /// Connect to PostgreSQL (waiting for it if it is down) and run the migrations.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let rules = settings.rules.rules()?;
+        // Custom plans: the batch statements take arrays (`= ANY($1)`,
+        // `UNNEST`), whose generic plans are guessed for a size they rarely have.
+        let options = PgConnectOptions::from_str(&settings.database.url)?
+            .options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy(&settings.database.url)?;
+            .connect_lazy_with(options);
         let mut backoff = amqp::backoff();
         loop {
             match MIGRATOR.run(&pool).await {
@@ -80,13 +85,20 @@ impl Reconciler {
     ) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let wake = Arc::new(Notify::new());
-        let consumer = parts.consumer.then(|| {
-            tokio::spawn(consumer::run(
-                self.hub.clone(),
-                wake.clone(),
-                stopped.clone(),
-            ))
-        });
+        let consumers = if parts.consumer {
+            self.hub.settings.amqp.consumers.max(1)
+        } else {
+            0
+        };
+        let consumers: Vec<_> = (0..consumers)
+            .map(|_| {
+                tokio::spawn(consumer::run(
+                    self.hub.clone(),
+                    wake.clone(),
+                    stopped.clone(),
+                ))
+            })
+            .collect();
         let sweeper = parts
             .sweeper
             .then(|| tokio::spawn(sweep_loop(self.hub.clone(), wake.clone(), stopped.clone())));
@@ -97,7 +109,7 @@ impl Reconciler {
         shutdown.await;
         info!("shutting down");
         let _ = stop.send(true);
-        for task in [consumer, sweeper].into_iter().flatten() {
+        for task in consumers.into_iter().chain(sweeper) {
             task.await?;
         }
         // The relay goes last, so what the consumer committed is published.

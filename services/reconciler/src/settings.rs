@@ -20,6 +20,9 @@ pub struct AmqpSettings {
     pub rejected_queue: String,
     /// Unacknowledged deliveries in flight per consumer.
     pub prefetch: u16,
+    /// Consumers in one process, each with its own channel and transaction:
+    /// while one batch commits, the next is being applied.
+    pub consumers: u16,
     /// The hub rejects a message as `poison` once `x-delivery-count` reaches this.
     pub poison_after: u32,
     /// The broker's own last-resort limit (`x-delivery-limit`); above `poison_after`.
@@ -37,6 +40,7 @@ impl Default for AmqpSettings {
             queue: "dynzero.reconciler".into(),
             rejected_queue: "dynzero.rejected".into(),
             prefetch: 64,
+            consumers: 2,
             poison_after: 5,
             broker_delivery_limit: 10,
         }

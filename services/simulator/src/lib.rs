@@ -97,6 +97,13 @@ pub struct CityConfig {
     pub today: NaiveDate,
     /// Goes into every household id and message id, so two runs never collide.
     pub tag: String,
+    /// How likely someone whose employment ends finds work again within
+    /// weeks (a later `employment.started` in the stream).
+    pub reemployment: f64,
+    /// Percent of the later events that are job postings.
+    pub posting_percent: u32,
+    /// The oldest age at which the generator gives people jobs.
+    pub oldest_worker: i32,
 }
 
 impl CityConfig {
@@ -110,6 +117,32 @@ impl CityConfig {
             events,
             today,
             tag: String::new(),
+            reemployment: 0.0,
+            posting_percent: 14,
+            oldest_worker: 58,
+        }
+    }
+
+    /// A city in the source programme's proportions: nearly everyone of
+    /// working age has a job, most people who lose one find another within
+    /// weeks, so about 5 in 1,000 households are
+    /// zero-employment at any time; four counties of ten streets of ten
+    /// communities; postings are 3 % of the later events.
+    pub fn city(seed: u64, households: usize, events: usize, today: NaiveDate) -> Self {
+        Self {
+            counties: vec![
+                "210302".into(),
+                "210303".into(),
+                "210304".into(),
+                "210311".into(),
+            ],
+            streets_per_county: 10,
+            communities_per_street: 10,
+            reemployment: 0.97,
+            posting_percent: 3,
+            // Anyone the retirement rules may still count in the labour force.
+            oldest_worker: 63,
+            ..Self::small(seed, households, events, today)
         }
     }
 }
@@ -270,7 +303,8 @@ impl City {
 
     fn working_age(&self, p: &Person, on: NaiveDate) -> bool {
         let age = on.year() - p.birth.year();
-        (18..=58).contains(&age) && (p.status == "none" || p.status == "disabled")
+        (18..=self.config.oldest_worker).contains(&age)
+            && (p.status == "none" || p.status == "disabled")
     }
 
     fn registration(&mut self, h: usize, effective: NaiveDate) -> Message {
@@ -481,10 +515,19 @@ impl City {
             let roll = self.rng.random_range(0..100);
             let members = self.households[h].members.len();
             let m = self.rng.random_range(0..members);
+            let postings = 99 - self.config.posting_percent.min(99);
             match roll {
                 0..=9 => {
                     if let Some(msg) = self.end(h, m, date) {
                         out.push(msg);
+                        // (No draw when there is no chance: the small city's stream stays as it was.)
+                        if self.config.reemployment > 0.0
+                            && self.rng.random_bool(self.config.reemployment.min(1.0))
+                        {
+                            let e = self.rng.random_range(0..self.enterprises.len());
+                            let later = (date + Days::new(self.rng.random_range(1..30))).min(today);
+                            out.push(self.start(h, m, e, later));
+                        }
                     }
                 }
                 10..=49 => {
@@ -499,11 +542,11 @@ impl City {
                     let change = ["granted", "adjusted", "revoked"][self.rng.random_range(0..3)];
                     out.push(self.subsidy(h, change, date));
                 }
-                85..=98 => {
+                r if (postings..=98).contains(&r) => {
                     let county = self.rng.random_range(0..self.config.counties.len());
                     out.push(self.posting(county, today + Days::new(30)));
                 }
-                _ => {
+                99 => {
                     let e = self.rng.random_range(0..self.enterprises.len());
                     let mut listed: Vec<(usize, usize)> = (0..self.households.len())
                         .flat_map(|h| (0..self.households[h].members.len()).map(move |m| (h, m)))
@@ -526,8 +569,18 @@ impl City {
                     out.push(self.layoff(e, "effective", &notice, effective, &listed));
                     for (h, m) in listed {
                         self.households[h].members[m].employer = None;
+                        if self.config.reemployment > 0.0
+                            && self.rng.random_bool(self.config.reemployment.min(1.0))
+                        {
+                            let e = self.rng.random_range(0..self.enterprises.len());
+                            let later =
+                                (effective + Days::new(self.rng.random_range(1..60))).min(today);
+                            out.push(self.start(h, m, e, later));
+                        }
                     }
                 }
+                // Monthly visits fill what postings leave.
+                _ => out.push(self.visit(h, date)),
             }
         }
         out
