@@ -26,6 +26,7 @@ pub struct BenchArgs {
     pub events: usize,
     pub rate: u32,
     pub latency_messages: usize,
+    pub backlog: usize,
 }
 
 fn props() -> BasicProperties {
@@ -173,6 +174,17 @@ async fn fresh_database(server_url: &str) -> anyhow::Result<String> {
         .execute(&mut admin)
         .await?;
     Ok(format!("{server}/{name}"))
+}
+
+async fn drop_database(url: &str) -> anyhow::Result<()> {
+    let (server, name) = url.rsplit_once('/').context("no database name")?;
+    let mut admin = PgConnection::connect(&format!("{server}/postgres")).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    Ok(())
 }
 
 pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> {
@@ -323,10 +335,148 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
             ms(percentile(&broker, 0.99)),
         );
     }
-    let _ = connection.close(200, "OK".into()).await;
     let _ = stop.send(());
     running.await??;
+    if args.backlog > 0 {
+        backlog(&settings, &channel, args.backlog, today).await?;
+    }
+    // Leave nothing behind: the run's queues and its database.
+    for queue in [&settings.amqp.queue, &settings.amqp.rejected_queue] {
+        let _ = channel
+            .queue_delete(queue.as_str().into(), Default::default())
+            .await;
+    }
+    let _ = connection.close(200, "OK".into()).await;
+    drop(db);
+    drop_database(&settings.database.url).await?;
     println!("finished at {}", Utc::now().to_rfc3339());
+    Ok(())
+}
+
+/// A process's resident set now and at its peak (VmRSS, VmHWM), in KiB.
+fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Scale and memory: `n` messages (a city's backfill, then its events) wait
+/// in the queue; then a separate `dynzero run` process drains them. Prints
+/// its peak RSS, the drain rate per tenth of the backlog (the first tenth
+/// into an almost empty database, the last after everything before it is
+/// stored), and PostgreSQL bytes per household at the end.
+async fn backlog(
+    settings: &Settings,
+    channel: &Channel,
+    n: usize,
+    today: chrono::NaiveDate,
+) -> anyhow::Result<()> {
+    // About 2.3 messages per household in the backfill; events for the rest.
+    let households = (n / 3).max(1);
+    let mut config = CityConfig::city(45, households, n, today);
+    config.tag = "B".into();
+    let mut city = City::new(config);
+    let mut messages = city.backfill();
+    let backfill = messages.len().min(n);
+    messages.extend(city.events());
+    messages.truncate(n);
+    let mut db = PgConnection::connect(&settings.database.url).await?;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+        .fetch_one(&mut db)
+        .await?;
+    let started = Instant::now();
+    publish_all(channel, &settings.amqp.inbound_exchange, &messages).await?;
+    println!(
+        "backlog: {n} messages ({backfill} of them the backfill of {households} households) queued in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(messages);
+
+    let a = &settings.amqp;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["run", "--only", "consumer,relay,sweeper"])
+        .env("DYNZERO__DATABASE__URL", &settings.database.url)
+        .env("DYNZERO__AMQP__URL", &a.url)
+        .env("DYNZERO__AMQP__INBOUND_EXCHANGE", &a.inbound_exchange)
+        .env("DYNZERO__AMQP__HOUSEHOLDS_EXCHANGE", &a.households_exchange)
+        .env("DYNZERO__AMQP__ALERTS_EXCHANGE", &a.alerts_exchange)
+        .env("DYNZERO__AMQP__REJECTED_EXCHANGE", &a.rejected_exchange)
+        .env("DYNZERO__AMQP__QUEUE", &a.queue)
+        .env("DYNZERO__AMQP__REJECTED_QUEUE", &a.rejected_queue)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().context("dynzero run has no pid")?;
+    let started = Instant::now();
+    let target = before + n as i64;
+    let tenth = (n as i64 / 10).max(1);
+    let mut mark = (started, before);
+    let mut rates = Vec::new();
+    let mut peak = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some((_, hwm)) = rss_kib(pid) {
+            peak = peak.max(hwm);
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("dynzero run exited early: {status}");
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox")
+            .fetch_one(&mut db)
+            .await?;
+        if stored - mark.1 >= tenth || stored >= target {
+            let rate = (stored - mark.1) as f64 / mark.0.elapsed().as_secs_f64();
+            rates.push(rate);
+            println!(
+                "  {:>3} % of the backlog stored ({stored} facts in all): {rate:.0} msg/s, dynzero RSS peak so far {:.0} MiB",
+                (stored - before) * 100 / n as i64,
+                peak as f64 / 1024.0
+            );
+            mark = (Instant::now(), stored);
+        }
+        if stored >= target {
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    // SIGTERM: a graceful stop.
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    let (bytes, households): (i64, i64) = sqlx::query_as(
+        "SELECT pg_database_size(current_database()), (SELECT count(*) FROM household)",
+    )
+    .fetch_one(&mut db)
+    .await?;
+    let (first, last) = (
+        rates.first().copied().unwrap_or_default(),
+        rates.last().copied().unwrap_or_default(),
+    );
+    println!(
+        "backlog drained by a separate dynzero process: {n} messages in {:.1} s = {:.0} msg/s; first tenth {first:.0} msg/s, last tenth {last:.0} msg/s ({:+.0} %)",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        (last / first.max(1.0) - 1.0) * 100.0
+    );
+    println!(
+        "dynzero peak RSS with a backlog of {n} messages: {:.0} MiB",
+        peak as f64 / 1024.0
+    );
+    println!(
+        "PostgreSQL: {:.0} MiB for {households} households = {:.0} bytes per household (all facts, indexes and outputs included)",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / households.max(1) as f64
+    );
     Ok(())
 }
 

@@ -68,10 +68,16 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         events: usize,
         /// Paced rate for the latency run, messages per second.
-        #[arg(long, default_value_t = 200)]
+        #[arg(long, default_value_t = 1000)]
         rate: u32,
         #[arg(long, default_value_t = 1000)]
         latency_messages: usize,
+        /// Then a backlog of this many messages (a city's backfill, then its
+        /// events) waiting in the queue before a `dynzero run` process starts:
+        /// its peak RSS, the drain rate as stored facts grow, and PostgreSQL
+        /// bytes per household. 0: skip.
+        #[arg(long, default_value_t = 0)]
+        backlog: usize,
     },
     /// Measure the notifier: alerts delivered per second to a local webhook,
     /// and the delay from an inbound registration to its community's webhook.
@@ -153,12 +159,14 @@ async fn main() -> anyhow::Result<()> {
             events,
             rate,
             latency_messages,
+            backlog,
         } => {
             let args = bench::BenchArgs {
                 households,
                 events,
                 rate,
                 latency_messages,
+                backlog,
             };
             bench::run(settings, args).await
         }
