@@ -22,10 +22,7 @@ fn figure(text: &str, label: &str) -> f64 {
 async fn the_benchmark_runs_every_phase_on_a_small_city() {
     // The bench makes (and drops) its own database on this server and its
     // own uniquely named exchanges and queues.
-    let settings = test_settings(
-        "postgres://postgres@127.0.0.1:5432/postgres",
-        &amqp_url(),
-    );
+    let settings = test_settings("postgres://postgres@127.0.0.1:5432/postgres", &amqp_url());
     let output = tokio::time::timeout(
         Duration::from_secs(300),
         dynzero_command(&settings)
@@ -58,7 +55,12 @@ async fn the_benchmark_runs_every_phase_on_a_small_city() {
     assert!(text.contains("x broker limit"));
     assert!(figure(&text, "latency at 200 msg/s, publish -> household state (") >= 50.0);
     assert!(text.contains("broker alone: p50"));
-    assert!(figure(&text, "backlog drained by a separate dynzero process: 2000 messages in ") > 0.0);
+    assert!(
+        figure(
+            &text,
+            "backlog drained by a separate dynzero process: 2000 messages in "
+        ) > 0.0
+    );
     let rss = figure(&text, "peak RSS with a backlog of 2000 messages: ");
     assert!(rss > 1.0 && rss < 1024.0, "peak RSS {rss} MiB");
     assert!(figure(&text, "households = ") > 0.0, "bytes per household");

@@ -213,6 +213,40 @@ async fn batches_applied_whole_or_one_by_one_give_the_same_result() {
     }
 }
 
+/// A layoff naming more people than a transaction takes person locks for
+/// locks their regions instead, and is applied like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layoff_naming_thousands_is_applied_under_region_locks() {
+    // Far more than MOST_PERSON_LOCKS: this takes the region-lock path.
+    let employees: Vec<Value> = (0..8000)
+        .map(|i| {
+            let born = chrono::NaiveDate::from_ymd_opt(1960, 1, 1).unwrap() + chrono::Days::new(i);
+            json!({ "id_number": dynzero_simulator::id_number("210302", born, i % 2 == 0, i as u32), "name": "王伟" })
+        })
+        .collect();
+    let notice = event(
+        "big-1",
+        "layoff.notice",
+        json!({
+            "notice_id": "N-BIG", "stage": "planned", "effective_date": "2026-12-31",
+            "enterprise": { "uscc": dynzero_simulator::uscc("210302", 1), "name": "鞍钢",
+                            "headcount": 20000, "division_code": "210302001000" },
+            "employees": employees,
+        }),
+    )
+    .to_string()
+    .into_bytes();
+    let (db, hub, outcomes) = apply_in_batches(&[&[notice]]).await;
+    assert_eq!(outcomes, ["applied"]);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM layoff_employee")
+        .fetch_one(&hub.pool)
+        .await
+        .expect("counting");
+    assert_eq!(stored, 8000);
+    hub.pool.close().await;
+    db.drop_database().await;
+}
+
 fn event(id: &str, event_type: &str, data: Value) -> Value {
     json!({
         "specversion": "1.0", "id": id, "source": "test/rejections", "type": event_type,

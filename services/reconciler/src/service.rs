@@ -40,10 +40,16 @@ impl Reconciler {
     /// Connect to PostgreSQL (waiting for it if it is down) and run the migrations.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let rules = settings.rules.rules()?;
-        // Custom plans: the batch statements take arrays (`= ANY($1)`,
-        // `UNNEST`), whose generic plans are guessed for a size they rarely have.
-        let options = PgConnectOptions::from_str(&settings.database.url)?
-            .options([("plan_cache_mode", "force_custom_plan")]);
+        // Every statement the reconciler runs looks rows up by key (arrays of
+        // ids, `= ANY($1)`, `UNNEST`). Custom plans see the arrays' real sizes;
+        // and sequential scans are taken off the table, because a fresh or
+        // fast-growing database (a city backfill) has statistics from when it
+        // was small, which made the planner scan whole fact tables for a few
+        // dozen ids: cost per message grew with history (see BENCHMARKS.md).
+        let options = PgConnectOptions::from_str(&settings.database.url)?.options([
+            ("plan_cache_mode", "force_custom_plan"),
+            ("enable_seqscan", "off"),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.database.max_connections)
             .acquire_timeout(Duration::from_secs(5))

@@ -587,14 +587,23 @@ pub async fn load_many(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result
         .into_iter()
         .collect();
 
+    // The households' own registrations, and those of every household that
+    // ever named one of their people (moves in and out).
+    let mut related: BTreeSet<String> = ids.iter().map(|h| h.to_string()).collect();
+    related.extend(
+        households_naming(
+            tx,
+            &all_people.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await?
+        .into_iter()
+        .map(|(h, _)| h),
+    );
     let reg_rows = sqlx::query(
         "SELECT arrival, household_id, division_code, effective_date, time, address, cause FROM registration
-         WHERE household_id = ANY($1)
-            OR household_id IN (SELECT m.household_id FROM UNNEST($2::text[]) AS p(id)
-                                JOIN registration_member m ON m.id_number = p.id)",
+         WHERE household_id = ANY($1)",
     )
-    .bind(&ids)
-    .bind(&all_people)
+    .bind(related.into_iter().collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
     let arrivals: Vec<i64> = reg_rows.iter().map(|r| r.get("arrival")).collect();
