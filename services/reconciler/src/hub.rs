@@ -700,9 +700,10 @@ impl Hub {
         // The published states: the sweeper keeps them current with the date.
         let candidates: Vec<Value> = sqlx::query_scalar(
             "SELECT content FROM household
-             WHERE status = 'zero_employment' AND left(division_code, 6) = $1 ORDER BY household_id",
+             WHERE status = 'zero_employment' AND division_code BETWEEN $1 AND $2 ORDER BY household_id",
         )
-        .bind(county)
+        .bind(format!("{county}000000"))
+        .bind(format!("{county}999999"))
         .fetch_all(&mut *tx)
         .await?;
         let states: Vec<_> = candidates
@@ -937,7 +938,7 @@ impl Hub {
         let mut tx = self.pool.begin().await?;
         let due: BTreeSet<String> = sqlx::query_scalar(
             "SELECT household_id FROM household WHERE next_review <= $1
-             ORDER BY household_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+             ORDER BY next_review LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(today)
         .bind(batch)

@@ -40,7 +40,7 @@ impl Default for AmqpSettings {
             queue: "dynzero.reconciler".into(),
             rejected_queue: "dynzero.rejected".into(),
             prefetch: 64,
-            consumers: 2,
+            consumers: 1,
             poison_after: 5,
             broker_delivery_limit: 10,
         }

@@ -870,10 +870,14 @@ pub async fn planned_notices_listing(
     people: &[String],
 ) -> anyhow::Result<Vec<LayoffNotice>> {
     let rows = sqlx::query(
-        "SELECT n.arrival, n.uscc, n.notice_id, n.effective_date, n.time, n.name, n.headcount, n.division_code,
+        // From the people to their notices (MATERIALIZED: never the other
+        // way round, which reads every notice ever planned).
+        "WITH listed AS MATERIALIZED (
+             SELECT arrival, position, id_number, name FROM layoff_employee WHERE id_number = ANY($1)
+         )
+         SELECT n.arrival, n.uscc, n.notice_id, n.effective_date, n.time, n.name, n.headcount, n.division_code,
                 array_agg(e.id_number ORDER BY e.position) AS ids, array_agg(e.name ORDER BY e.position) AS names
-         FROM UNNEST($1::text[]) AS p(id)
-         JOIN layoff_employee e ON e.id_number = p.id
+         FROM listed e
          JOIN layoff_notice n ON n.arrival = e.arrival
          WHERE n.stage = 'planned'
            AND NOT EXISTS (SELECT 1 FROM layoff_notice w

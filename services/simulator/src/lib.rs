@@ -503,6 +503,11 @@ impl City {
         out
     }
 
+    /// From now on, `events()` makes this many.
+    pub fn set_events(&mut self, events: usize) {
+        self.config.events = events;
+    }
+
     /// A stream of later facts: ends, starts, visits, subsidy changes,
     /// postings, and now and then a layoff reported in advance.
     pub fn events(&mut self) -> Vec<Message> {
