@@ -746,16 +746,16 @@ impl Hub {
         for (household_id, loaded) in ids.iter().zip(&loaded) {
             let r = reconcile(&loaded.facts, today, &self.rules);
             let content = r.as_ref().map(|r| outbound::state_data(&r.state, 0, &[]));
-            if let Some(content) = &content {
-                if loaded.published.content.as_ref() != Some(content) {
-                    changed.push(household_id.as_str());
-                    if loaded.published.version == 0 {
-                        // A first version names every inbound event applied to it.
-                        for (arrival, cause) in &loaded.causes {
-                            first_causes.0.push(household_id.as_str());
-                            first_causes.1.push(cause);
-                            first_causes.2.push(*arrival);
-                        }
+            if let Some(content) = &content
+                && loaded.published.content.as_ref() != Some(content)
+            {
+                changed.push(household_id.as_str());
+                if loaded.published.version == 0 {
+                    // A first version names every inbound event applied to it.
+                    for (arrival, cause) in &loaded.causes {
+                        first_causes.0.push(household_id.as_str());
+                        first_causes.1.push(cause);
+                        first_causes.2.push(*arrival);
                     }
                 }
             }
