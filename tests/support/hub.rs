@@ -305,19 +305,9 @@ pub fn dynzero_binary() -> PathBuf {
 /// The `dynzero` binary with these settings in its environment, the way a
 /// deployment passes them; add the subcommand.
 pub fn dynzero_command(settings: &Settings) -> tokio::process::Command {
-    let a = &settings.amqp;
     let mut command = tokio::process::Command::new(dynzero_binary());
     command
-        .env("DYNZERO__AMQP__URL", &a.url)
-        .env("DYNZERO__AMQP__INBOUND_EXCHANGE", &a.inbound_exchange)
-        .env("DYNZERO__AMQP__HOUSEHOLDS_EXCHANGE", &a.households_exchange)
-        .env("DYNZERO__AMQP__ALERTS_EXCHANGE", &a.alerts_exchange)
-        .env("DYNZERO__AMQP__REJECTED_EXCHANGE", &a.rejected_exchange)
-        .env("DYNZERO__AMQP__QUEUE", &a.queue)
-        .env("DYNZERO__AMQP__REJECTED_QUEUE", &a.rejected_queue)
-        .env("DYNZERO__AMQP__POISON_AFTER", a.poison_after.to_string())
-        .env("DYNZERO__DATABASE__URL", &settings.database.url)
-        .env("DYNZERO__METRICS__LISTEN", &settings.metrics.listen)
+        .envs(settings.environment())
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     command

@@ -13,7 +13,7 @@ use dynzero_reconciler::settings::{AmqpSettings, Settings};
 use dynzero_simulator::{City, CityConfig, Message};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
@@ -85,21 +85,7 @@ async fn throwaway_queue(
     channel: &Channel,
     queue: &str,
 ) -> anyhow::Result<lapin::Consumer> {
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            args,
-        )
-        .await?;
+    amqp::declare_quorum_queue(channel, queue, FieldTable::default()).await?;
     let consumer_channel = connection.create_channel().await?;
     consumer_channel.basic_qos(64, Default::default()).await?;
     Ok(consumer_channel
@@ -354,19 +340,16 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// A process's resident set now and at its peak (VmRSS, VmHWM), in KiB.
-fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+/// A process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Scale and memory: `n` messages (a city's backfill, then its events) wait
@@ -405,17 +388,9 @@ async fn backlog(
     );
     drop(messages);
 
-    let a = &settings.amqp;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["run", "--only", "consumer,relay,sweeper"])
-        .env("DYNZERO__DATABASE__URL", &settings.database.url)
-        .env("DYNZERO__AMQP__URL", &a.url)
-        .env("DYNZERO__AMQP__INBOUND_EXCHANGE", &a.inbound_exchange)
-        .env("DYNZERO__AMQP__HOUSEHOLDS_EXCHANGE", &a.households_exchange)
-        .env("DYNZERO__AMQP__ALERTS_EXCHANGE", &a.alerts_exchange)
-        .env("DYNZERO__AMQP__REJECTED_EXCHANGE", &a.rejected_exchange)
-        .env("DYNZERO__AMQP__QUEUE", &a.queue)
-        .env("DYNZERO__AMQP__REJECTED_QUEUE", &a.rejected_queue)
+        .envs(settings.environment())
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -429,7 +404,7 @@ async fn backlog(
     let mut peak = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if let Some((_, hwm)) = rss_kib(pid) {
+        if let Some(hwm) = peak_rss_kib(pid) {
             peak = peak.max(hwm);
         }
         if let Some(status) = child.try_wait()? {

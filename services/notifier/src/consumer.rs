@@ -10,9 +10,9 @@ use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    ExchangeDeclareOptions, QueueBindOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -34,23 +34,9 @@ pub async fn declare(channel: &Channel, settings: &Settings) -> lapin::Result<()
             FieldTable::default(),
         )
         .await?;
-    let mut quorum = FieldTable::default();
-    quorum.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
     let queue = settings.queue();
     let queue = queue.as_str();
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            quorum,
-        )
-        .await?;
+    amqp::declare_quorum_queue(channel, queue, FieldTable::default()).await?;
     channel
         .queue_bind(
             queue.into(),

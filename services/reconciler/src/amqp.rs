@@ -64,15 +64,7 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
             FieldTable::default(),
         )
         .await?;
-    let durable_queue = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
     let mut quorum = FieldTable::default();
-    quorum.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
     // The broker's last resort, should the hub itself fail to reject a poison message.
     quorum.insert(
         "x-delivery-limit".into(),
@@ -90,9 +82,7 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
         "x-overflow".into(),
         AMQPValue::LongString("reject-publish".into()),
     );
-    channel
-        .queue_declare(s.queue.as_str().into(), durable_queue, quorum)
-        .await?;
+    declare_quorum_queue(channel, &s.queue, quorum).await?;
     channel
         .queue_bind(
             s.queue.as_str().into(),
@@ -105,7 +95,10 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
     channel
         .queue_declare(
             s.rejected_queue.as_str().into(),
-            durable_queue,
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;
@@ -122,6 +115,29 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
 }
 
 /// A channel in confirm mode.
+/// Declare a durable quorum queue with these further arguments.
+pub async fn declare_quorum_queue(
+    channel: &Channel,
+    name: &str,
+    mut arguments: FieldTable,
+) -> lapin::Result<()> {
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await?;
+    Ok(())
+}
+
 pub async fn confirm_channel(connection: &Connection) -> lapin::Result<Channel> {
     let channel = connection.create_channel().await?;
     channel

@@ -548,7 +548,7 @@ impl Hub {
     ) -> Result<Vec<Applied>, ProcessError> {
         let inbox = store::inbox_many(tx, messages).await?;
         let mut rows = store::FactRows::default();
-        let mut causes: (Vec<String>, Vec<String>, Vec<i64>) = Default::default();
+        let mut causes = store::Causes::default();
         let mut applied = Vec::with_capacity(messages.len());
         let mut arrivals: HashSet<i64> = HashSet::new();
         let mut new: Vec<usize> = Vec::new();
@@ -575,9 +575,7 @@ impl Hub {
                 .iter()
                 .filter(|h| caused.as_deref().is_none_or(|c| c == h.as_str()))
             {
-                causes.0.push(h.clone());
-                causes.1.push(cause.clone());
-                causes.2.push(arrival);
+                causes.push(h, &cause, arrival);
             }
             applied.push(Applied::New(affected));
         }
@@ -600,17 +598,7 @@ impl Hub {
             lock_households(tx, &unlocked).await?;
             naming.locked.extend(unlocked);
         }
-        if !causes.0.is_empty() {
-            sqlx::query(
-                "INSERT INTO household_cause (household_id, cause, arrival)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
-            )
-            .bind(&causes.0)
-            .bind(&causes.1)
-            .bind(&causes.2)
-            .execute(&mut *tx)
-            .await?;
-        }
+        causes.write(tx).await?;
 
         let stored = || new.iter().map(|&i| &messages[i]);
         let notices: Vec<&LayoffNotice> = stored()
@@ -741,7 +729,7 @@ impl Hub {
 
         // First the folds, and which households have a new version.
         let mut folds = Vec::with_capacity(ids.len());
-        let mut first_causes: (Vec<&str>, Vec<&str>, Vec<i64>) = Default::default();
+        let mut first_causes = store::Causes::default();
         let mut changed: Vec<&str> = Vec::new();
         for (household_id, loaded) in ids.iter().zip(&loaded) {
             let r = reconcile(&loaded.facts, today, &self.rules);
@@ -753,25 +741,13 @@ impl Hub {
                 if loaded.published.version == 0 {
                     // A first version names every inbound event applied to it.
                     for (arrival, cause) in &loaded.causes {
-                        first_causes.0.push(household_id.as_str());
-                        first_causes.1.push(cause);
-                        first_causes.2.push(*arrival);
+                        first_causes.push(household_id.as_str(), cause, *arrival);
                     }
                 }
             }
             folds.push((household_id, loaded, r, content));
         }
-        if !first_causes.0.is_empty() {
-            sqlx::query(
-                "INSERT INTO household_cause (household_id, cause, arrival)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
-            )
-            .bind(&first_causes.0)
-            .bind(&first_causes.1)
-            .bind(&first_causes.2)
-            .execute(&mut *tx)
-            .await?;
-        }
+        first_causes.write(tx).await?;
         let mut caused_by: HashMap<String, Vec<String>> = HashMap::new();
         if !changed.is_empty() {
             let rows: Vec<(String, String)> = sqlx::query_as(

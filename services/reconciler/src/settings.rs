@@ -159,6 +159,39 @@ pub struct Settings {
     pub metrics: MetricsSettings,
 }
 
+impl Settings {
+    /// These settings as the environment variables (`DYNZERO__SECTION__KEY`)
+    /// that give them to another `dynzero` process: names, connections,
+    /// consumers and the metrics address. Rules and sweep stay at the
+    /// process's own configuration.
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        let a = &self.amqp;
+        vec![
+            ("DYNZERO__AMQP__URL", a.url.clone()),
+            (
+                "DYNZERO__AMQP__INBOUND_EXCHANGE",
+                a.inbound_exchange.clone(),
+            ),
+            (
+                "DYNZERO__AMQP__HOUSEHOLDS_EXCHANGE",
+                a.households_exchange.clone(),
+            ),
+            ("DYNZERO__AMQP__ALERTS_EXCHANGE", a.alerts_exchange.clone()),
+            (
+                "DYNZERO__AMQP__REJECTED_EXCHANGE",
+                a.rejected_exchange.clone(),
+            ),
+            ("DYNZERO__AMQP__QUEUE", a.queue.clone()),
+            ("DYNZERO__AMQP__REJECTED_QUEUE", a.rejected_queue.clone()),
+            ("DYNZERO__AMQP__PREFETCH", a.prefetch.to_string()),
+            ("DYNZERO__AMQP__CONSUMERS", a.consumers.to_string()),
+            ("DYNZERO__AMQP__POISON_AFTER", a.poison_after.to_string()),
+            ("DYNZERO__DATABASE__URL", self.database.url.clone()),
+            ("DYNZERO__METRICS__LISTEN", self.metrics.listen.clone()),
+        ]
+    }
+}
+
 /// Where `dynzero run` serves `/metrics` (Prometheus text); empty: nowhere.
 #[derive(Clone, Default, Deserialize)]
 #[serde(default)]

@@ -490,6 +490,40 @@ impl FactRows {
     }
 }
 
+/// caused_by rows to add: the inbound events applied to a household and not
+/// yet named by one of its versions.
+#[derive(Default)]
+pub struct Causes {
+    household_id: Vec<String>,
+    cause: Vec<String>,
+    arrival: Vec<i64>,
+}
+
+impl Causes {
+    pub fn push(&mut self, household_id: &str, cause: &str, arrival: i64) {
+        self.household_id.push(household_id.to_string());
+        self.cause.push(cause.to_string());
+        self.arrival.push(arrival);
+    }
+
+    /// One statement; a cause already recorded for a household is kept.
+    pub async fn write(&self, tx: Tx<'_>) -> sqlx::Result<()> {
+        if self.household_id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO household_cause (household_id, cause, arrival)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(&self.household_id)
+        .bind(&self.cause)
+        .bind(&self.arrival)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}
+
 /// Ids came in valid; their birth dates were checked against the day they arrived.
 fn stored_id(s: &str) -> anyhow::Result<IdNumber> {
     IdNumber::parse(s, NaiveDate::MAX)

@@ -503,6 +503,20 @@ impl City {
         out
     }
 
+    /// Someone who lost a job on `lost` finds another within `days` days,
+    /// as likely as `reemployment` says (and not after today).
+    fn reemployment(&mut self, h: usize, m: usize, lost: NaiveDate, days: u64) -> Option<Message> {
+        // No draw when there is no chance: the small city's stream stays as it was.
+        if self.config.reemployment <= 0.0
+            || !self.rng.random_bool(self.config.reemployment.min(1.0))
+        {
+            return None;
+        }
+        let e = self.rng.random_range(0..self.enterprises.len());
+        let later = (lost + Days::new(self.rng.random_range(1..days))).min(self.config.today);
+        Some(self.start(h, m, e, later))
+    }
+
     /// From now on, `events()` makes this many.
     pub fn set_events(&mut self, events: usize) {
         self.config.events = events;
@@ -525,14 +539,7 @@ impl City {
                 0..=9 => {
                     if let Some(msg) = self.end(h, m, date) {
                         out.push(msg);
-                        // (No draw when there is no chance: the small city's stream stays as it was.)
-                        if self.config.reemployment > 0.0
-                            && self.rng.random_bool(self.config.reemployment.min(1.0))
-                        {
-                            let e = self.rng.random_range(0..self.enterprises.len());
-                            let later = (date + Days::new(self.rng.random_range(1..30))).min(today);
-                            out.push(self.start(h, m, e, later));
-                        }
+                        out.extend(self.reemployment(h, m, date, 30));
                     }
                 }
                 10..=49 => {
@@ -574,14 +581,7 @@ impl City {
                     out.push(self.layoff(e, "effective", &notice, effective, &listed));
                     for (h, m) in listed {
                         self.households[h].members[m].employer = None;
-                        if self.config.reemployment > 0.0
-                            && self.rng.random_bool(self.config.reemployment.min(1.0))
-                        {
-                            let e = self.rng.random_range(0..self.enterprises.len());
-                            let later =
-                                (effective + Days::new(self.rng.random_range(1..60))).min(today);
-                            out.push(self.start(h, m, e, later));
-                        }
+                        out.extend(self.reemployment(h, m, effective, 60));
                     }
                 }
                 // Monthly visits fill what postings leave.
