@@ -60,3 +60,36 @@ async fn simulate_publishes_every_message_of_the_city_and_every_one_is_valid() {
         }
     }
 }
+
+/// `CityConfig::city` keeps the programme's proportions: the domain core,
+/// folding the whole city, finds about 5 in 1,000 households
+/// zero-employment (1 to 10 accepted), some of them on 低保.
+#[test]
+fn the_city_has_the_programmes_share_of_zero_employment_households() {
+    let today = dynzero_tests::hub::scenario_today();
+    let mut city =
+        dynzero_simulator::City::new(dynzero_simulator::CityConfig::city(42, 1000, 3000, today));
+    let mut messages = city.backfill();
+    messages.extend(city.events());
+    let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
+    let rules = dynzero_reconciler::settings::RulesSettings::default()
+        .rules()
+        .expect("default rules");
+    let states = dynzero_tests::hub::expected_states(&bodies, today, &rules);
+    assert!(states.len() >= 1000, "{} households", states.len());
+    let zero: Vec<_> = states
+        .values()
+        .filter(|s| s["status"] == "zero_employment")
+        .collect();
+    let per_thousand = zero.len() as f64 * 1000.0 / states.len() as f64;
+    assert!(
+        (1.0..=10.0).contains(&per_thousand),
+        "{} of {} households zero-employment ({per_thousand:.1} per 1,000)",
+        zero.len(),
+        states.len()
+    );
+    assert!(
+        zero.iter().any(|s| !s["dibao"].is_null()),
+        "some zero-employment households are on 低保"
+    );
+}
