@@ -19,18 +19,35 @@ fn fields(value: Value) -> Map<String, Value> {
     }
 }
 
+/// An alert about a household: routed by the household's division.
+fn about_household(
+    state: &HouseholdState,
+    kind: AlertKind,
+    occurrence: String,
+    summary: String,
+    data: Value,
+) -> Alert {
+    Alert {
+        kind,
+        occurrence,
+        division_code: state.division_code.clone(),
+        household_id: Some(state.household_id.clone()),
+        summary,
+        fields: fields(data),
+    }
+}
+
 fn labour_force(state: &HouseholdState) -> usize {
     state.members.iter().filter(|m| m.in_labour_force).count()
 }
 
 /// `zero_employment_new`. `household` is the state's `data` as published.
 pub fn zero_employment_new(state: &HouseholdState, household: Value, version: i64) -> Alert {
-    Alert {
-        kind: AlertKind::ZeroEmploymentNew,
-        occurrence: occurrence::status_change(&state.household_id, version),
-        division_code: state.division_code.clone(),
-        household_id: Some(state.household_id.clone()),
-        summary: format!(
+    about_household(
+        state,
+        AlertKind::ZeroEmploymentNew,
+        occurrence::status_change(&state.household_id, version),
+        format!(
             "新增零就业家庭：户 {}（{}），{} 名劳动力成员均未就业{}。请社区尽快入户核实，建立援助台账，优先推荐岗位。",
             state.household_id,
             state.division_code,
@@ -40,8 +57,8 @@ pub fn zero_employment_new(state: &HouseholdState, household: Value, version: i6
                 .map(|d| format!("，自 {d} 起"))
                 .unwrap_or_default(),
         ),
-        fields: fields(json!({ "household": household })),
-    }
+        json!({ "household": household }),
+    )
 }
 
 /// `zero_employment_resolved`.
@@ -51,17 +68,16 @@ pub fn zero_employment_resolved(
     version: i64,
     days: i64,
 ) -> Alert {
-    Alert {
-        kind: AlertKind::ZeroEmploymentResolved,
-        occurrence: occurrence::status_change(&state.household_id, version),
-        division_code: state.division_code.clone(),
-        household_id: Some(state.household_id.clone()),
-        summary: format!(
+    about_household(
+        state,
+        AlertKind::ZeroEmploymentResolved,
+        occurrence::status_change(&state.household_id, version),
+        format!(
             "零就业家庭已实现就业：户 {}（{}），零就业状态持续 {days} 天。请跟踪就业稳定情况。",
             state.household_id, state.division_code,
         ),
-        fields: fields(json!({ "household": household, "days": days })),
-    }
+        json!({ "household": household, "days": days }),
+    )
 }
 
 fn enterprise(e: &Enterprise) -> Value {
@@ -139,26 +155,25 @@ pub fn household_at_risk(
     effective: NaiveDate,
     members: &[(IdNumber, String)],
 ) -> Alert {
-    Alert {
-        kind: AlertKind::HouseholdAtRisk,
-        occurrence: occurrence::household_at_risk(&state.household_id, &e.uscc, notice_id),
-        division_code: state.division_code.clone(),
-        household_id: Some(state.household_id.clone()),
-        summary: format!(
+    about_household(
+        state,
+        AlertKind::HouseholdAtRisk,
+        occurrence::household_at_risk(&state.household_id, &e.uscc, notice_id),
+        format!(
             "零就业风险：{} 拟于 {effective} 裁员，户 {}（{}）届时将成为零就业家庭（涉及 {} 人）。请提前介入，推荐岗位。",
             e.name,
             state.household_id,
             state.division_code,
             members.len(),
         ),
-        fields: fields(json!({
+        json!({
             "household": household,
             "enterprise": enterprise(e),
             "notice_id": notice_id.as_str(),
             "effective_date": date(effective),
             "members": members.iter().map(|(id, name)| json!({"id_number": id.as_str(), "name": name})).collect::<Vec<_>>(),
-        })),
-    }
+        }),
+    )
 }
 
 /// A posting's `data` plus `posting_id`, as a `job_match` alert carries it.
@@ -175,12 +190,11 @@ pub fn job_match(
     posting_data: Value,
     m: &JobMatch,
 ) -> Alert {
-    Alert {
-        kind: AlertKind::JobMatch,
-        occurrence: occurrence::job_match(&posting.posting_id, &state.household_id),
-        division_code: state.division_code.clone(),
-        household_id: Some(state.household_id.clone()),
-        summary: format!(
+    about_household(
+        state,
+        AlertKind::JobMatch,
+        occurrence::job_match(&posting.posting_id, &state.household_id),
+        format!(
             "岗位匹配：{}「{}」（月薪 {} 元，{} 个岗位）适合零就业家庭户 {} 的 {} 名成员。请联系家庭推荐上岗。",
             posting.employer_name,
             posting.title,
@@ -189,12 +203,12 @@ pub fn job_match(
             state.household_id,
             m.members.len(),
         ),
-        fields: fields(json!({
+        json!({
             "posting_id": posting.posting_id.as_str(),
             "posting": posting_data,
             "matched_members": m.members.iter().map(|(id, name, age)| json!({"id_number": id.as_str(), "name": name, "age": age})).collect::<Vec<_>>(),
-        })),
-    }
+        }),
+    )
 }
 
 /// `placement_overdue`: once per zero-employment spell, named by the version
@@ -205,17 +219,16 @@ pub fn placement_overdue(
     zero_since: NaiveDate,
     days: i64,
 ) -> Alert {
-    Alert {
-        kind: AlertKind::PlacementOverdue,
-        occurrence: occurrence::placement_overdue(&state.household_id, spell),
-        division_code: state.division_code.clone(),
-        household_id: Some(state.household_id.clone()),
-        summary: format!(
+    about_household(
+        state,
+        AlertKind::PlacementOverdue,
+        occurrence::placement_overdue(&state.household_id, spell),
+        format!(
             "援助超期：零就业家庭户 {}（{}）自 {zero_since} 起已 {days} 天未实现就业。请加大援助力度，优先安置公益性岗位。",
             state.household_id, state.division_code,
         ),
-        fields: fields(json!({ "zero_since": date(zero_since), "days": days })),
-    }
+        json!({ "zero_since": date(zero_since), "days": days }),
+    )
 }
 
 /// `visit_overdue`: once per gap, the spell and the last visit it runs from.
@@ -225,12 +238,11 @@ pub fn visit_overdue(
     zero_since: NaiveDate,
     last_visit: Option<NaiveDate>,
 ) -> Alert {
-    Alert {
-        kind: AlertKind::VisitOverdue,
-        occurrence: occurrence::visit_overdue(&state.household_id, spell, last_visit),
-        division_code: state.division_code.clone(),
-        household_id: Some(state.household_id.clone()),
-        summary: format!(
+    about_household(
+        state,
+        AlertKind::VisitOverdue,
+        occurrence::visit_overdue(&state.household_id, spell, last_visit),
+        format!(
             "走访超期：零就业家庭户 {}（{}）{}，已超过 {} 天。请安排入户走访。",
             state.household_id,
             state.division_code,
@@ -239,10 +251,8 @@ pub fn visit_overdue(
             )),
             Rules::VISIT_INTERVAL_DAYS,
         ),
-        fields: fields(
-            json!({ "zero_since": date(zero_since), "last_visit": last_visit.map(date) }),
-        ),
-    }
+        json!({ "zero_since": date(zero_since), "last_visit": last_visit.map(date) }),
+    )
 }
 
 /// `data_conflict`: one per (visit, person).
@@ -253,22 +263,21 @@ pub fn data_conflict(
     visit_date: NaiveDate,
     employer: &Uscc,
 ) -> Alert {
-    Alert {
-        kind: AlertKind::DataConflict,
-        occurrence: occurrence::data_conflict(visit_key, id_number),
-        division_code: state.division_code.clone(),
-        household_id: Some(state.household_id.clone()),
-        summary: format!(
+    about_household(
+        state,
+        AlertKind::DataConflict,
+        occurrence::data_conflict(visit_key, id_number),
+        format!(
             "数据冲突：{visit_date} 走访户 {} 时登记 {} 为失业，但用人单位 {employer} 的就业登记仍有效。请社区核实。",
             state.household_id,
             id_number.masked(),
         ),
-        fields: fields(json!({
+        json!({
             "id_number": id_number.as_str(),
             "visit_date": date(visit_date),
             "employer_uscc": employer.as_str(),
-        })),
-    }
+        }),
+    )
 }
 
 /// An alert a plan raises about a household at `version`. `published` is the
