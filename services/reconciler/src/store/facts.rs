@@ -6,7 +6,9 @@ use super::bulk::Bulk;
 use chrono::{DateTime, NaiveDate, Utc};
 use dynzero_contracts::inbound::InboundFact;
 use dynzero_contracts::words;
-use dynzero_domain::facts::{EmploymentEvent, EmploymentFact, LayoffStage};
+use dynzero_domain::facts::{
+    EmploymentEvent, EmploymentFact, LayoffNotice, LayoffStage, Registration,
+};
 
 /// The rows a batch of messages adds to the fact tables, gathered in memory
 /// and written with one multi-row statement per table.
@@ -122,28 +124,7 @@ impl FactRows {
     /// `cause` is its `"<source> <id>"`, `data` its `data` as received.
     pub fn add(&mut self, fact: &InboundFact, arrival: i64, cause: &str, data: &serde_json::Value) {
         match fact {
-            InboundFact::Registration(r) => {
-                let t = &mut self.registrations;
-                t.arrival.push(r.order.arrival);
-                t.household_id.push(r.household_id.to_string());
-                t.division_code.push(r.division_code.to_string());
-                t.date.push(r.order.date);
-                t.time.push(r.order.time);
-                t.address.push(r.address.clone());
-                t.cause.push(cause.to_string());
-                let m = &mut self.members;
-                for (position, member) in r.members.iter().enumerate() {
-                    m.arrival.push(r.order.arrival);
-                    m.position.push(position as i32);
-                    m.household_id.push(r.household_id.to_string());
-                    m.id_number.push(member.id_number.as_str().to_string());
-                    m.name.push(member.name.clone());
-                    m.relation.push(words::relation::word(member.relation));
-                    m.able_to_work.push(member.able_to_work);
-                    m.seeking_work.push(member.seeking_work);
-                    m.status.push(words::member_status::word(member.status));
-                }
-            }
+            InboundFact::Registration(r) => self.add_registration(r, cause),
             InboundFact::Visit {
                 visit,
                 worker,
@@ -159,29 +140,7 @@ impl FactRows {
                 self.add_employment(findings, cause);
             }
             InboundFact::Employment(f) => self.add_employment(std::slice::from_ref(f), cause),
-            InboundFact::Layoff(n) => {
-                let t = &mut self.notices;
-                t.arrival.push(n.order.arrival);
-                t.uscc.push(n.enterprise.uscc.to_string());
-                t.notice_id.push(n.notice_id.to_string());
-                t.stage.push(words::stage::word(n.stage));
-                t.date.push(n.order.date);
-                t.time.push(n.order.time);
-                t.name.push(n.enterprise.name.clone());
-                t.headcount.push(n.enterprise.headcount as i32);
-                t.division_code.push(n.enterprise.division_code.to_string());
-                t.cause.push(cause.to_string());
-                let e = &mut self.notice_employees;
-                for (position, (id_number, name)) in n.employees.iter().enumerate() {
-                    e.arrival.push(n.order.arrival);
-                    e.position.push(position as i32);
-                    e.id_number.push(id_number.as_str().to_string());
-                    e.name.push(name.clone());
-                }
-                if n.stage == LayoffStage::Effective {
-                    self.add_employment(&n.employment_ends(), cause);
-                }
-            }
+            InboundFact::Layoff(n) => self.add_layoff(n, cause),
             InboundFact::Subsidy {
                 change,
                 division_code,
@@ -208,6 +167,53 @@ impl FactRows {
         }
     }
 
+    fn add_registration(&mut self, r: &Registration, cause: &str) {
+        let t = &mut self.registrations;
+        t.arrival.push(r.order.arrival);
+        t.household_id.push(r.household_id.to_string());
+        t.division_code.push(r.division_code.to_string());
+        t.date.push(r.order.date);
+        t.time.push(r.order.time);
+        t.address.push(r.address.clone());
+        t.cause.push(cause.to_string());
+        let m = &mut self.members;
+        for (position, member) in r.members.iter().enumerate() {
+            m.arrival.push(r.order.arrival);
+            m.position.push(position as i32);
+            m.household_id.push(r.household_id.to_string());
+            m.id_number.push(member.id_number.as_str().to_string());
+            m.name.push(member.name.clone());
+            m.relation.push(words::relation::word(member.relation));
+            m.able_to_work.push(member.able_to_work);
+            m.seeking_work.push(member.seeking_work);
+            m.status.push(words::member_status::word(member.status));
+        }
+    }
+
+    fn add_layoff(&mut self, n: &LayoffNotice, cause: &str) {
+        let t = &mut self.notices;
+        t.arrival.push(n.order.arrival);
+        t.uscc.push(n.enterprise.uscc.to_string());
+        t.notice_id.push(n.notice_id.to_string());
+        t.stage.push(words::stage::word(n.stage));
+        t.date.push(n.order.date);
+        t.time.push(n.order.time);
+        t.name.push(n.enterprise.name.clone());
+        t.headcount.push(n.enterprise.headcount as i32);
+        t.division_code.push(n.enterprise.division_code.to_string());
+        t.cause.push(cause.to_string());
+        let e = &mut self.notice_employees;
+        for (position, (id_number, name)) in n.employees.iter().enumerate() {
+            e.arrival.push(n.order.arrival);
+            e.position.push(position as i32);
+            e.id_number.push(id_number.as_str().to_string());
+            e.name.push(name.clone());
+        }
+        if n.stage == LayoffStage::Effective {
+            self.add_employment(&n.employment_ends(), cause);
+        }
+    }
+
     fn add_employment(&mut self, facts: &[EmploymentFact], cause: &str) {
         let t = &mut self.employment;
         for (position, f) in facts.iter().enumerate() {
@@ -217,38 +223,34 @@ impl FactRows {
             t.date.push(f.order.date);
             t.time.push(f.order.time);
             t.cause.push(cause.to_string());
-            match &f.event {
+            let (event, employer, terms, visit) = match &f.event {
                 EmploymentEvent::Started { employer, terms } => {
-                    t.event.push("started");
-                    t.employer.push(Some(employer.to_string()));
-                    t.kind.push(Some(words::kind::word(terms.kind)));
-                    t.months.push(terms.contract_months.map(|m| m as i32));
-                    t.wage.push(Some(terms.monthly_wage.fen()));
-                    t.insured.push(Some(terms.social_insurance));
-                    t.visit_household.push(None);
-                    t.finding.push(None);
+                    ("started", Some(employer.to_string()), Some(terms), None)
                 }
                 EmploymentEvent::Ended { employer } => {
-                    t.event.push("ended");
-                    t.employer.push(Some(employer.to_string()));
-                    t.kind.push(None);
-                    t.months.push(None);
-                    t.wage.push(None);
-                    t.insured.push(None);
-                    t.visit_household.push(None);
-                    t.finding.push(None);
+                    ("ended", Some(employer.to_string()), None, None)
                 }
-                EmploymentEvent::Visited { visit, finding } => {
-                    t.event.push("visited");
-                    t.employer.push(None);
-                    t.kind.push(None);
-                    t.months.push(None);
-                    t.wage.push(None);
-                    t.insured.push(None);
-                    t.visit_household.push(Some(visit.household_id.to_string()));
-                    t.finding.push(Some(words::finding::word(*finding)));
-                }
-            }
+                EmploymentEvent::Visited { visit, finding } => (
+                    "visited",
+                    None,
+                    None,
+                    Some((
+                        visit.household_id.to_string(),
+                        words::finding::word(*finding),
+                    )),
+                ),
+            };
+            t.event.push(event);
+            t.employer.push(employer);
+            t.kind
+                .push(terms.map(|terms| words::kind::word(terms.kind)));
+            t.months
+                .push(terms.and_then(|terms| terms.contract_months.map(|m| m as i32)));
+            t.wage.push(terms.map(|terms| terms.monthly_wage.fen()));
+            t.insured.push(terms.map(|terms| terms.social_insurance));
+            let (household, finding) = visit.unzip();
+            t.visit_household.push(household);
+            t.finding.push(finding);
         }
     }
 
