@@ -179,7 +179,7 @@ fn household_at_risk_occurs_once_per_household_and_notice() {
         LayoffStage::Planned,
         &employer(1),
         100,
-        &[a.clone()],
+        std::slice::from_ref(&a),
         order,
     );
     let loaded = Loaded {
