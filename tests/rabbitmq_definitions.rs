@@ -315,6 +315,21 @@ async fn definitions_give_each_user_least_privilege_in_a_throwaway_vhost() {
     reader_reads_its_own_districts_alerts_only(&imported).await;
 
     let (_c, monitor) = imported.channel("dynzero-monitor").await;
+    let depth = monitor
+        .queue_declare(
+            "dynzero.reconciler".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("the monitoring user inspects the queue's depth, as KEDA does");
+    assert!(
+        depth.message_count() >= 1,
+        "the layoffs published above wait"
+    );
     refused(
         consume(&monitor, "dynzero.reconciler").await,
         "the monitoring user consuming the reconciler's queue",
