@@ -82,17 +82,26 @@ running() {
     ctl "$1" -q ping >/dev/null 2>&1
 }
 
-start_node() {
+alive() {
+    local pid_file="$BASE_DIR/dz$1/pid"
+    [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+}
+
+launch_node() {
     local n=$1
-    if running "$n"; then
-        echo "$(node_name "$n") already running"
+    if running "$n" || alive "$n"; then
         return
     fi
     mkdir -p "$BASE_DIR/dz$n/log"
     (
         node_env "$n"
         "$RABBITMQ_BIN/rabbitmq-server" >>"$BASE_DIR/dz$n/log/console.log" 2>&1 &
+        echo $! >"$BASE_DIR/dz$n/pid"
     )
+}
+
+wait_node() {
+    local n=$1
     # The node answers pings only once its distribution is up: wait for that
     # (bounded), then for the broker inside it to finish booting.
     local waited=0
@@ -111,11 +120,24 @@ start_node() {
 start() {
     mkdir -p "$BASE_DIR"
     prepare
-    # The first node first: the others find it through the classic peer list
-    # on their first boot and join its cluster.
-    for n in "${NODES[@]}"; do
-        start_node "$n"
-    done
+    local n
+    if [[ ! -d "$BASE_DIR/dz1/mnesia" ]]; then
+        # A new cluster: one node at a time, so each later node finds the
+        # first through the classic peer list and joins it.
+        for n in "${NODES[@]}"; do
+            launch_node "$n"
+            wait_node "$n"
+        done
+    else
+        # A restart: a node waits at boot for the peers it last saw, so all
+        # the nodes that are down start together.
+        for n in "${NODES[@]}"; do
+            launch_node "$n"
+        done
+        for n in "${NODES[@]}"; do
+            wait_node "$n"
+        done
+    fi
     ctl 1 -q cluster_status --formatter json |
         grep -o '"running_nodes":\[[^]]*\]' || true
 }
@@ -134,8 +156,8 @@ leader() {
     local n
     for n in "${NODES[@]}"; do
         if running "$n"; then
-            ctl "$n" -q list_queues name leader --formatter tsv 2>/dev/null |
-                awk -v q="$QUEUE" '$1 == q { print $2 }'
+            ctl "$n" -q list_queues --no-table-headers name leader 2>/dev/null |
+                awk -F '\t' -v q="$QUEUE" '$1 == q { print $2 }'
             return
         fi
     done
