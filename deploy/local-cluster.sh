@@ -150,6 +150,8 @@ stop() {
             echo "$(node_name "$n") not running"
         fi
     done
+    # The cluster's own epmd (port $ERL_EPMD_PORT), never the machine's.
+    epmd -port "$ERL_EPMD_PORT" -kill >/dev/null 2>&1 || true
 }
 
 leader() {
