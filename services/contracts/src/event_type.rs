@@ -1,4 +1,4 @@
-//! The seven inbound event types (CONTRACT.md section 4) and their wire names.
+//! The seven inbound event types (docs/contract.md section 4) and their wire names.
 
 /// The `type` of an inbound CloudEvent. A well-formed `type` that is none of
 /// these is `unknown_type`, so parsing returns `Option` rather than an error.

@@ -1,4 +1,4 @@
-//! Why an inbound message is rejected (CONTRACT.md section 6, "Rejected").
+//! Why an inbound message is rejected (docs/contract.md section 6, "Refused messages").
 
 use std::fmt;
 

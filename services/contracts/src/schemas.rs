@@ -20,7 +20,7 @@ use crate::event_type::EventType;
 /// Base of every `$id`; a file's `$id` is this plus its path under `schemas/`.
 pub const SCHEMA_BASE_URI: &str = "https://dynzero.cn/schemas/v1/";
 
-/// The nine alert kinds of CONTRACT.md section 6, as used in `dynzero.alert.<kind>`.
+/// The nine alert kinds of docs/contract.md section 6, as used in `dynzero.alert.<kind>`.
 pub const ALERT_KINDS: [&str; 9] = [
     "zero_employment_new",
     "zero_employment_resolved",

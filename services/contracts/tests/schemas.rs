@@ -1,5 +1,5 @@
 //! The published schemas: well-formed, self-consistent, and strict exactly where
-//! the contract is (CONTRACT.md sections 2–4 and 6).
+//! the contract is (docs/contract.md sections 2–4 and 6).
 
 use std::collections::BTreeSet;
 

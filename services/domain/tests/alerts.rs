@@ -1,4 +1,4 @@
-//! Alert decisions, against the thresholds of CONTRACT.md section 6 and 6a.
+//! Alert decisions, against the thresholds of docs/contract.md section 6.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Reconciliation, rule by rule of CONTRACT.md section 5 (and 6a 1–3, 9): each
+//! Reconciliation, rule by rule of docs/contract.md sections 4–5: each
 //! test builds a household from facts and reads its state on chosen days.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Working age, checked against every test vector of RETIREMENT.md and the
+//! Working age, checked against every test vector of the retirement rules (docs/contract.md section 7) and the
 //! boundary days around the 16th birthday and the retirement date.
 
 use chrono::{Datelike, NaiveDate};
@@ -15,7 +15,7 @@ fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()
 }
 
-/// One row of the RETIREMENT.md table, checked for births on the 1st, the 15th
+/// One row of the retirement test vectors, checked for births on the 1st, the 15th
 /// and the 28th of the birth month (the day never changes the month's result).
 fn assert_vector(
     born: (i32, u32),
@@ -38,7 +38,7 @@ fn assert_vector(
     }
 }
 
-// ------------------------------------------------------ RETIREMENT.md vectors
+// ------------------------------------------------------ retirement vectors
 
 #[test]
 fn m60_born_1964_12_retires_at_60y0m_in_2024_12() {

@@ -1,5 +1,5 @@
 //! What the hub publishes: household states and alerts as CloudEvents with
-//! stable ids (CONTRACT.md section 6).
+//! stable ids (docs/contract.md section 6).
 
 mod alerts;
 
@@ -162,7 +162,7 @@ pub struct Alert {
     pub division_code: DivisionCode,
     pub household_id: Option<HouseholdId>,
     pub summary: String,
-    /// The kind's own fields (CONTRACT.md 6a item 6).
+    /// The kind's own fields (docs/contract.md section 6, "Alerts").
     pub fields: Map<String, Value>,
 }
 
