@@ -14,7 +14,7 @@ use dynzero_domain::facts::{
     LayoffStage, MemberStatus, Order, RegisteredMember, Registration, Relation, SubsidyChange,
     SubsidyChangeKind, Terms, Visit, VisitRef,
 };
-use dynzero_domain::ids::{DivisionCode, IdNumber, IdentifierError, Key, Money, Uscc};
+use dynzero_domain::ids::{DivisionCode, IdNumber, HouseholdId, IdentifierError, Money, Uscc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -203,8 +203,9 @@ fn division(s: &str, pointer: &str) -> Result<DivisionCode, Rejection> {
     DivisionCode::parse(s).map_err(|e| invalid(pointer, "division code", e))
 }
 
-fn key(s: &str, pointer: &str) -> Result<Key, Rejection> {
-    Key::parse(s).map_err(|e| schema(pointer, e))
+/// A household, case, notice or posting id: which one, the field says.
+fn key<K: std::str::FromStr<Err = IdentifierError>>(s: &str, pointer: &str) -> Result<K, Rejection> {
+    s.parse().map_err(|e| schema(pointer, e))
 }
 
 fn money(n: &serde_json::Number, pointer: &str) -> Result<Money, Rejection> {
@@ -267,7 +268,7 @@ fn to_fact(
         }
         EventType::HouseholdVisited => {
             let w: wire::Visited = deserialize(data)?;
-            let household_id = key(&w.household_id, "/household_id")?;
+            let household_id: HouseholdId = key(&w.household_id, "/household_id")?;
             let visit_order = order(date(&w.visit_date, "/visit_date")?);
             let visit = VisitRef {
                 household_id: household_id.clone(),

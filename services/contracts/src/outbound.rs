@@ -460,7 +460,7 @@ pub fn data_conflict(
 /// Read back a state's `data` as published (the hub keeps it as the
 /// household's current state). `None` if it is not one.
 pub fn state_from_data(data: &Value) -> Option<HouseholdState> {
-    use dynzero_domain::ids::{Key, Sex};
+    use dynzero_domain::ids::Sex;
     use dynzero_domain::reconcile::{Dibao, HouseholdStatus};
     let date = |v: &Value| {
         v.as_str()
@@ -474,7 +474,7 @@ pub fn state_from_data(data: &Value) -> Option<HouseholdState> {
     };
     let dibao = match &data["dibao"] {
         Value::Object(d) => Some(Dibao {
-            case_id: Key::parse(d.get("case_id")?.as_str()?).ok()?,
+            case_id: d.get("case_id")?.as_str()?.parse().ok()?,
             monthly_amount: Money::from_yuan_str(&d.get("monthly_amount")?.to_string()).ok()?,
         }),
         _ => None,
@@ -500,7 +500,7 @@ pub fn state_from_data(data: &Value) -> Option<HouseholdState> {
         });
     }
     Some(HouseholdState {
-        household_id: Key::parse(data["household_id"].as_str()?).ok()?,
+        household_id: data["household_id"].as_str()?.parse().ok()?,
         division_code: DivisionCode::parse(data["division_code"].as_str()?).ok()?,
         status,
         zero_since: date(&data["zero_since"]),

@@ -117,11 +117,15 @@ pub struct LayoffSize {
     pub ratio: f64,
 }
 
-/// 20 or more people, or 10 % or more of the headcount.
+/// [`Rules::LAYOFF_REPORT_PEOPLE`] or more people, or
+/// [`Rules::LAYOFF_REPORT_PERCENT`] or more of the headcount: a layoff that
+/// must be reported in advance.
 pub fn layoff_threshold(notice: &LayoffNotice) -> Option<LayoffSize> {
     let count = notice.count();
     let headcount = notice.enterprise.headcount.max(1);
-    let meets = count >= 20 || u64::from(count) * 10 >= u64::from(headcount);
+    let meets = count >= Rules::LAYOFF_REPORT_PEOPLE
+        || u64::from(count) * 100
+            >= u64::from(headcount) * u64::from(Rules::LAYOFF_REPORT_PERCENT);
     meets.then(|| LayoffSize {
         count,
         ratio: (f64::from(count) / f64::from(headcount)).min(1.0),
@@ -135,10 +139,12 @@ pub fn layoff_early_warning(notice: &LayoffNotice) -> Option<LayoffSize> {
         .flatten()
 }
 
-/// `layoff_unreported`: an `effective` notice at or over the threshold with no
-/// `planned` notice of the same (uscc, notice_id) whose `time`, as a date in
-/// Asia/Shanghai, is on or before `effective_date` − 30 days. `planned_times`
-/// are the `time`s of the planned notices the hub knows for that key.
+/// `layoff_unreported`: "an `effective` notice meets that threshold and, when
+/// it is processed, the hub knows no `planned` notice with the same (`uscc`,
+/// `notice_id`) whose `time` is at least 30 days before the `effective_date`"
+/// — "the calendar date of the `planned` notice's `time`, in Asia/Shanghai, is
+/// on or before `effective_date` − 30 days" (§6a 13). `planned_times` are the
+/// `time`s of the planned notices the hub knows for that key.
 pub fn layoff_unreported(
     notice: &LayoffNotice,
     planned_times: impl IntoIterator<Item = DateTime<Utc>>,
@@ -147,7 +153,9 @@ pub fn layoff_unreported(
         return None;
     }
     let size = layoff_threshold(notice)?;
-    let deadline = notice.effective_date().checked_sub_days(Days::new(30))?;
+    let deadline = notice
+        .effective_date()
+        .checked_sub_days(Days::new(Rules::LAYOFF_NOTICE_DAYS.into()))?;
     let reported_in_time = planned_times
         .into_iter()
         .any(|time| shanghai_date(time) <= deadline);
@@ -257,20 +265,20 @@ pub fn job_matches(
                     .cmp(b.household_id.as_str().as_bytes()),
             )
     });
-    matched.truncate(3 * posting.openings as usize);
+    matched.truncate((Rules::MATCHES_PER_OPENING * posting.openings) as usize);
     matched.into_iter().map(|(_, m)| m).collect()
 }
 
 /// `placement_overdue`: today − `zero_since` > `limit_days`. Returns the days open.
-pub fn placement_overdue(state: &HouseholdState, today: NaiveDate, limit_days: i64) -> Option<i64> {
+pub fn placement_overdue(state: &HouseholdState, today: NaiveDate, limit_days: u32) -> Option<i64> {
     let since = state.zero_since?;
     let days = (today - since).num_days();
-    (days > limit_days).then_some(days)
+    (days > i64::from(limit_days)).then_some(days)
 }
 
-/// `visit_overdue`: a zero-employment household whose last visit, or
-/// `zero_since` if later, is more than 31 days before today. Returns the day
-/// the gap started (the occurrence: a new visit starts a new gap).
+/// `visit_overdue`: "a zero-employment household whose last visit, or
+/// `zero_since` if later, is more than 31 days before today". Returns the day
+/// the gap started.
 pub fn visit_overdue(
     state: &HouseholdState,
     last_visit: Option<NaiveDate>,
@@ -278,7 +286,7 @@ pub fn visit_overdue(
 ) -> Option<NaiveDate> {
     let since = state.zero_since?;
     let gap_start = last_visit.map_or(since, |v| v.max(since));
-    ((today - gap_start).num_days() > 31).then_some(gap_start)
+    ((today - gap_start).num_days() > i64::from(Rules::VISIT_INTERVAL_DAYS)).then_some(gap_start)
 }
 
 /// The next day after `today` a zero-employment household must be looked at
@@ -288,12 +296,12 @@ pub fn next_overdue_check(
     state: &HouseholdState,
     last_visit: Option<NaiveDate>,
     today: NaiveDate,
-    limit_days: i64,
+    limit_days: u32,
 ) -> Option<NaiveDate> {
     let since = state.zero_since?;
-    let placement = since.checked_add_days(Days::new(limit_days.max(0) as u64 + 1));
+    let placement = since.checked_add_days(Days::new(u64::from(limit_days) + 1));
     let gap_start = last_visit.map_or(since, |v| v.max(since));
-    let visit = gap_start.checked_add_days(Days::new(32));
+    let visit = gap_start.checked_add_days(Days::new(u64::from(Rules::VISIT_INTERVAL_DAYS) + 1));
     [placement, visit]
         .into_iter()
         .flatten()

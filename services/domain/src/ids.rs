@@ -517,7 +517,49 @@ impl fmt::Display for Key {
     }
 }
 
-pub type HouseholdId = Key;
-pub type CaseId = Key;
-pub type NoticeId = Key;
-pub type PostingId = Key;
+/// One identifier kind over [`Key`]: a household's id cannot be passed where a
+/// case's is meant.
+macro_rules! key_kind {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Key);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, IdentifierError> {
+                Key::parse(s).map(Self)
+            }
+            pub fn as_str(&self) -> &str {
+                self.0.as_str()
+            }
+        }
+        impl FromStr for $name {
+            type Err = IdentifierError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+key_kind!(
+    /// `household_id`: a household as the community registers it.
+    HouseholdId
+);
+key_kind!(
+    /// `case_id`: a 低保 case of the civil-affairs system.
+    CaseId
+);
+key_kind!(
+    /// `notice_id`: a layoff notice, unique per enterprise.
+    NoticeId
+);
+key_kind!(
+    /// `posting_id`: a job posting.
+    PostingId
+);

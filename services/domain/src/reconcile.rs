@@ -468,7 +468,8 @@ impl<'a> Fold<'a> {
         let latest = open.iter().max_by_key(|e| e.started);
         let stable = open.iter().any(|e| {
             e.terms.as_ref().is_some_and(|t| {
-                t.contract_months.is_none_or(|months| months >= 12)
+                t.contract_months
+                    .is_none_or(|months| months >= Rules::STABLE_CONTRACT_MONTHS)
                     && t.monthly_wage >= minimum_wage
                     && t.social_insurance
             })

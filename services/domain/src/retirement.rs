@@ -103,9 +103,10 @@ pub fn retirement_date(birth: NaiveDate, category: RetirementCategory) -> NaiveD
     add_months_clamped(birth, retirement_age_months(birth, category))
 }
 
-/// The 16th birthday (29 February falls on 28 February in other years).
+/// The 16th birthday ([`crate::rules::Rules::WORKING_AGE_FROM_YEARS`]; 29
+/// February falls on 28 February in other years).
 pub fn sixteenth_birthday(birth: NaiveDate) -> NaiveDate {
-    add_months_clamped(birth, 16 * 12)
+    add_months_clamped(birth, crate::rules::Rules::WORKING_AGE_FROM_YEARS * 12)
 }
 
 /// Of working age on `day`: `sixteenth_birthday <= day < retirement_date`.

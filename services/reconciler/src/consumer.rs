@@ -279,15 +279,38 @@ async fn reject(
     hub.metrics.rejected(rejection.reason);
     warn!(reason = %rejection.reason, detail = %rejection.detail, "message rejected");
     // The audit record is a convenience; the message itself is safe on the rejected queue.
-    if let Err(e) =
-        sqlx::query("INSERT INTO rejection (reason, detail, routing_key) VALUES ($1, $2, $3)")
-            .bind(rejection.reason.as_str())
-            .bind(&rejection.detail)
-            .bind(delivery.routing_key.as_str())
-            .execute(&hub.pool)
-            .await
+    let (source, event_type) = envelope_names(&delivery.data);
+    if let Err(e) = sqlx::query(
+        "INSERT INTO rejection (reason, detail, routing_key, body, content_type, source, event_type)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(rejection.reason.as_str())
+    .bind(&rejection.detail)
+    .bind(delivery.routing_key.as_str())
+    .bind(&delivery.data)
+    .bind(delivery.properties.content_type().as_ref().map(|c| c.as_str()))
+    .bind(source)
+    .bind(event_type)
+    .execute(&hub.pool)
+    .await
     {
         warn!(error = %e, "could not record the rejection");
     }
     ack(delivery).await
+}
+
+/// The `source` and `type` of a rejected body, where it has readable ones
+/// (bounded: they are shown on the board, not trusted).
+fn envelope_names(body: &[u8]) -> (Option<String>, Option<String>) {
+    let Ok(serde_json::Value::Object(event)) = serde_json::from_slice::<serde_json::Value>(body)
+    else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        event
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(|s| s.chars().take(256).collect::<String>())
+    };
+    (field("source"), field("type"))
 }

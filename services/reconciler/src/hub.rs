@@ -12,7 +12,7 @@ use dynzero_contracts::outbound::{self, Alert, Output};
 use dynzero_contracts::rejection::{Reason, Rejection};
 use dynzero_domain::alerts::{self, StatusAlert};
 use dynzero_domain::facts::{JobPosting, LayoffNotice, LayoffStage};
-use dynzero_domain::ids::{HouseholdId, Key};
+use dynzero_domain::ids::HouseholdId;
 use dynzero_domain::reconcile::{HouseholdStatus, reconcile};
 use dynzero_domain::rules::Rules;
 use serde_json::Value;
@@ -327,12 +327,72 @@ impl Outputs {
 struct Folded {
     household_id: String,
     version: i64,
+    spell_version: Option<i64>,
     content: Value,
     status: &'static str,
     zero_since: Option<NaiveDate>,
     division_code: String,
     last_visit: Option<NaiveDate>,
     next_review: Option<NaiveDate>,
+}
+
+/// The versions a transaction publishes, for `household_version`.
+#[derive(Default)]
+struct History {
+    household_id: Vec<String>,
+    version: Vec<i64>,
+    status: Vec<&'static str>,
+    zero_since: Vec<Option<NaiveDate>>,
+    division_code: Vec<String>,
+    published_at: Vec<DateTime<Utc>>,
+    cause_arrivals: Vec<String>,
+    content: Vec<Value>,
+}
+
+impl History {
+    fn push(
+        &mut self,
+        household_id: &str,
+        version: i64,
+        state: &dynzero_domain::reconcile::HouseholdState,
+        now: DateTime<Utc>,
+        causes: &[(String, i64)],
+        content: &Value,
+    ) {
+        self.household_id.push(household_id.to_string());
+        self.version.push(version);
+        self.status.push(state.status.as_str());
+        self.zero_since.push(state.zero_since);
+        self.division_code.push(state.division_code.to_string());
+        self.published_at.push(now);
+        let arrivals: Vec<String> = causes.iter().map(|(_, a)| a.to_string()).collect();
+        self.cause_arrivals.push(format!("{{{}}}", arrivals.join(",")));
+        self.content.push(content.clone());
+    }
+
+    async fn write(&self, tx: Tx<'_>) -> sqlx::Result<()> {
+        if self.household_id.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO household_version
+                 (household_id, version, status, zero_since, division_code, published_at, cause_arrivals, content)
+             SELECT h, v, s, z, d, p, c::bigint[], j
+             FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::date[], $5::text[], $6::timestamptz[],
+                         $7::text[], $8::jsonb[]) AS t(h, v, s, z, d, p, c, j)",
+        )
+        .bind(&self.household_id)
+        .bind(&self.version)
+        .bind(&self.status)
+        .bind(&self.zero_since)
+        .bind(&self.division_code)
+        .bind(&self.published_at)
+        .bind(&self.cause_arrivals)
+        .bind(&self.content)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
 }
 
 /// The reconciler's state shared by its tasks.
@@ -722,7 +782,7 @@ impl Hub {
         }
         let ids: Vec<HouseholdId> = households
             .iter()
-            .map(|h| Key::parse(h).map_err(|e| anyhow::anyhow!("{e}")))
+            .map(|h| HouseholdId::parse(h).map_err(|e| anyhow::anyhow!("{e}")))
             .collect::<Result<_, _>>()?;
         let loaded = store::load_many(tx, &ids).await?;
         let today = self.clock.today();
@@ -748,19 +808,20 @@ impl Hub {
             folds.push((household_id, loaded, r, content));
         }
         first_causes.write(tx).await?;
-        let mut caused_by: HashMap<String, Vec<String>> = HashMap::new();
+        let mut caused_by: HashMap<String, Vec<(String, i64)>> = HashMap::new();
         if !changed.is_empty() {
-            let rows: Vec<(String, String)> = sqlx::query_as(
+            let rows: Vec<(String, String, i64)> = sqlx::query_as(
                 "UPDATE household_cause SET published = true
-                 WHERE household_id = ANY($1) AND NOT published RETURNING household_id, cause",
+                 WHERE household_id = ANY($1) AND NOT published RETURNING household_id, cause, arrival",
             )
             .bind(&changed)
             .fetch_all(&mut *tx)
             .await?;
-            for (h, cause) in rows {
-                caused_by.entry(h).or_default().push(cause);
+            for (h, cause, arrival) in rows {
+                caused_by.entry(h).or_default().push((cause, arrival));
             }
         }
+        let mut history = History::default();
 
         // Then the versions and alerts, and each household's new row.
         let mut rows: Vec<Folded> = Vec::with_capacity(folds.len());
@@ -783,13 +844,22 @@ impl Hub {
             let published = &loaded.published;
             let state = &r.state;
             let mut version = published.version;
+            let mut spell_version = published.spell_version;
             if published.content.as_ref() != Some(&content) {
                 version += 1;
-                let mut caused_by = caused_by.remove(h).unwrap_or_default();
-                caused_by.sort();
+                let mut causes = caused_by.remove(h).unwrap_or_default();
+                causes.sort();
+                let caused_by: Vec<String> = causes.iter().map(|(c, _)| c.clone()).collect();
                 let output = outbound::state_output(state, version, &caused_by, now);
                 let household = output.event["data"].clone();
+                history.push(h, version, state, now, &causes, &household);
                 outputs.state(output);
+                let was_zero = published.status.as_deref() == Some("zero_employment");
+                spell_version = match state.status {
+                    HouseholdStatus::ZeroEmployment if was_zero => spell_version.or(Some(version)),
+                    HouseholdStatus::ZeroEmployment => Some(version),
+                    _ => None,
+                };
                 let previous = published
                     .status
                     .as_deref()
@@ -816,7 +886,7 @@ impl Hub {
                     &conflict.employer_uscc,
                 ));
             }
-            let limit = self.settings.rules.placement_limit_days;
+            let limit = self.rules.placement_limit_days;
             if let (Some(days), Some(since)) = (
                 alerts::placement_overdue(state, today, limit),
                 state.zero_since,
@@ -861,6 +931,7 @@ impl Hub {
             rows.push(Folded {
                 household_id: h.to_string(),
                 version,
+                spell_version,
                 content,
                 status: state.status.as_str(),
                 zero_since: state.zero_since,
@@ -874,10 +945,11 @@ impl Hub {
                 "UPDATE household AS h
                  SET version = t.version, content = t.content, status = t.status, zero_since = t.zero_since,
                      division_code = t.division_code, last_visit = t.last_visit, next_review = t.next_review,
-                     updated_at = now()
+                     spell_version = t.spell_version, updated_at = now()
                  FROM UNNEST($1::text[], $2::bigint[], $3::jsonb[], $4::text[], $5::date[], $6::text[],
-                             $7::date[], $8::date[])
-                      AS t(household_id, version, content, status, zero_since, division_code, last_visit, next_review)
+                             $7::date[], $8::date[], $9::bigint[])
+                      AS t(household_id, version, content, status, zero_since, division_code, last_visit, next_review,
+                           spell_version)
                  WHERE h.household_id = t.household_id",
             )
             .bind(rows.iter().map(|r| r.household_id.as_str()).collect::<Vec<_>>())
@@ -888,9 +960,11 @@ impl Hub {
             .bind(rows.iter().map(|r| r.division_code.as_str()).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.last_visit).collect::<Vec<_>>())
             .bind(rows.iter().map(|r| r.next_review).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.spell_version).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }
+        history.write(tx).await?;
         if !waiting.0.is_empty() {
             sqlx::query(
                 "UPDATE household AS h SET next_review = t.next_review, updated_at = now()

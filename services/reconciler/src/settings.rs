@@ -127,6 +127,12 @@ impl RulesSettings {
         Ok(Rules {
             minimum_wage: MinimumWage::new(money(self.minimum_wage_yuan)?, table),
             female_category,
+            placement_limit_days: u32::try_from(self.placement_limit_days).map_err(|_| {
+                anyhow::anyhow!(
+                    "rules.placement_limit_days must be 0 or more, is {}",
+                    self.placement_limit_days
+                )
+            })?,
         })
     }
 }

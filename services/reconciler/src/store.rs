@@ -8,7 +8,7 @@ use dynzero_domain::facts::{
     EmploymentEvent, EmploymentFact, Enterprise, LayoffNotice, LayoffStage, Order,
     RegisteredMember, Registration, SubsidyChange, Terms, Visit, VisitRef,
 };
-use dynzero_domain::ids::{DivisionCode, HouseholdId, IdNumber, Key, Money, Uscc};
+use dynzero_domain::ids::{DivisionCode, HouseholdId, IdNumber, IdentifierError, Money, Uscc};
 use dynzero_domain::reconcile::HouseholdFacts;
 use sqlx::{PgConnection, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,17 +33,19 @@ pub async fn inbox_many(tx: Tx<'_>, messages: &[Inbound]) -> sqlx::Result<Vec<In
     let ids: Vec<&str> = messages.iter().map(|m| m.id.as_str()).collect();
     let digests: Vec<&str> = messages.iter().map(|m| m.data_digest.as_str()).collect();
     let types: Vec<&str> = messages.iter().map(|m| m.event_type.as_str()).collect();
+    let times: Vec<DateTime<Utc>> = messages.iter().map(|m| m.time).collect();
     // `ORDER BY n`: arrival numbers follow the messages' order.
     let inserted: Vec<(String, String, i64)> = sqlx::query_as(
-        "INSERT INTO inbox (source, id, digest, event_type)
-         SELECT s, i, d, e FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[])
-                WITH ORDINALITY AS t(s, i, d, e, n) ORDER BY n
+        "INSERT INTO inbox (source, id, digest, event_type, time)
+         SELECT s, i, d, e, t FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+                WITH ORDINALITY AS u(s, i, d, e, t, n) ORDER BY n
          ON CONFLICT (source, id) DO NOTHING RETURNING source, id, arrival",
     )
     .bind(&sources)
     .bind(&ids)
     .bind(&digests)
     .bind(&types)
+    .bind(&times)
     .fetch_all(&mut *tx)
     .await?;
     let mut arrivals: HashMap<(&str, &str), i64> = inserted
@@ -530,8 +532,9 @@ fn stored_id(s: &str) -> anyhow::Result<IdNumber> {
         .map_err(|e| anyhow::anyhow!("stored id number is invalid: {e}"))
 }
 
-fn stored_key(s: &str) -> anyhow::Result<Key> {
-    Key::parse(s).map_err(|e| anyhow::anyhow!("stored key {s:?} is invalid: {e}"))
+fn stored_key<K: std::str::FromStr<Err = IdentifierError>>(s: &str) -> anyhow::Result<K> {
+    s.parse()
+        .map_err(|e| anyhow::anyhow!("stored key {s:?} is invalid: {e}"))
 }
 
 fn stored_uscc(s: &str) -> anyhow::Result<Uscc> {
@@ -568,6 +571,8 @@ pub struct Published {
     pub content: Option<serde_json::Value>,
     pub status: Option<String>,
     pub zero_since: Option<NaiveDate>,
+    /// The version that began the current zero-employment spell.
+    pub spell_version: Option<i64>,
 }
 
 /// (household, person) for every person these households ever named.
@@ -599,7 +604,7 @@ pub async fn households_naming(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<Vec<
 /// Everything [`HouseholdFacts`] asks for, for several households at once:
 /// one round trip per table, however many households a batch touches.
 pub async fn load_many(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result<Vec<Loaded>> {
-    let ids: Vec<&str> = households.iter().map(Key::as_str).collect();
+    let ids: Vec<&str> = households.iter().map(HouseholdId::as_str).collect();
     let rows = sqlx::query(
         "SELECT DISTINCT household_id, id_number FROM registration_member WHERE household_id = ANY($1)",
     )
@@ -805,7 +810,7 @@ pub async fn load_many(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result
     let notices = planned_notices_listing(tx, &all_people).await?;
 
     let rows = sqlx::query(
-        "SELECT household_id, version, content, status, zero_since FROM household WHERE household_id = ANY($1)",
+        "SELECT household_id, version, content, status, zero_since, spell_version FROM household WHERE household_id = ANY($1)",
     )
     .bind(&ids)
     .fetch_all(&mut *tx)
@@ -819,6 +824,7 @@ pub async fn load_many(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result
                 content: row.get("content"),
                 status: row.get("status"),
                 zero_since: row.get("zero_since"),
+                spell_version: row.get("spell_version"),
             },
         );
     }

@@ -15,7 +15,9 @@ use dynzero_domain::facts::{
     LayoffStage, MemberStatus, Order, RegisteredMember, Registration, Relation, SubsidyChange,
     SubsidyChangeKind, Terms, Visit, VisitRef,
 };
-use dynzero_domain::ids::{DivisionCode, HouseholdId, IdNumber, Key, Money, Sex, Uscc};
+use dynzero_domain::ids::{
+    DivisionCode, HouseholdId, IdNumber, IdentifierError, Money, Sex, Uscc,
+};
 use dynzero_domain::reconcile::HouseholdFacts;
 
 /// Id numbers are parsed as of this day, so any test birth date is in the past.
@@ -99,8 +101,10 @@ pub fn employer(n: u32) -> Uscc {
     Uscc::parse(&text).unwrap_or_else(|e| panic!("fixture {text}: {e}"))
 }
 
-pub fn key(s: &str) -> Key {
-    Key::parse(s).unwrap_or_else(|e| panic!("fixture key {s}: {e}"))
+/// A household, case, notice or posting id: which one, the place it goes says.
+pub fn key<K: std::str::FromStr<Err = IdentifierError>>(s: &str) -> K {
+    s.parse()
+        .unwrap_or_else(|e| panic!("fixture key {s}: {e}"))
 }
 
 pub fn division(s: &str) -> DivisionCode {
