@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-const ELEMENT: &str = "element-6066-11e4-a52f-4a2b3c4d5e6f";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 const COMMUNITY: &str = "210302001001";
 
 struct Browser {
@@ -248,7 +248,7 @@ async fn a_community_worker_sees_the_ledger_and_live_alerts_in_chromium() {
                "employees": [{"id_number": worker, "name": "王强"}]}))]).await;
     eventually(Duration::from_secs(20), "the layoff's alert on the open page", || async {
         let kinds = browser
-            .script("return Array.from(document.querySelectorAll('#live-alerts tr.new')).map(r => r.cells[1].textContent)")
+            .script("return Array.from(document.querySelectorAll('#live-alerts tr.new')).map(r => r.dataset.kind)")
             .await;
         kinds.as_array()?.iter().any(|k| k.as_str().is_some_and(|k| k.starts_with("layoff"))).then_some(())
     })

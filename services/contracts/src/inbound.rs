@@ -14,7 +14,7 @@ use dynzero_domain::facts::{
     LayoffStage, MemberStatus, Order, RegisteredMember, Registration, Relation, SubsidyChange,
     SubsidyChangeKind, Terms, Visit, VisitRef,
 };
-use dynzero_domain::ids::{DivisionCode, IdNumber, HouseholdId, IdentifierError, Money, Uscc};
+use dynzero_domain::ids::{DivisionCode, HouseholdId, IdNumber, IdentifierError, Money, Uscc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -204,7 +204,10 @@ fn division(s: &str, pointer: &str) -> Result<DivisionCode, Rejection> {
 }
 
 /// A household, case, notice or posting id: which one, the field says.
-fn key<K: std::str::FromStr<Err = IdentifierError>>(s: &str, pointer: &str) -> Result<K, Rejection> {
+fn key<K: std::str::FromStr<Err = IdentifierError>>(
+    s: &str,
+    pointer: &str,
+) -> Result<K, Rejection> {
     s.parse().map_err(|e| schema(pointer, e))
 }
 

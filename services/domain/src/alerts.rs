@@ -124,8 +124,7 @@ pub fn layoff_threshold(notice: &LayoffNotice) -> Option<LayoffSize> {
     let count = notice.count();
     let headcount = notice.enterprise.headcount.max(1);
     let meets = count >= Rules::LAYOFF_REPORT_PEOPLE
-        || u64::from(count) * 100
-            >= u64::from(headcount) * u64::from(Rules::LAYOFF_REPORT_PERCENT);
+        || u64::from(count) * 100 >= u64::from(headcount) * u64::from(Rules::LAYOFF_REPORT_PERCENT);
     meets.then(|| LayoffSize {
         count,
         ratio: (f64::from(count) / f64::from(headcount)).min(1.0),

@@ -366,7 +366,8 @@ impl History {
         self.division_code.push(state.division_code.to_string());
         self.published_at.push(now);
         let arrivals: Vec<String> = causes.iter().map(|(_, a)| a.to_string()).collect();
-        self.cause_arrivals.push(format!("{{{}}}", arrivals.join(",")));
+        self.cause_arrivals
+            .push(format!("{{{}}}", arrivals.join(",")));
         self.content.push(content.clone());
     }
 

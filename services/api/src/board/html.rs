@@ -71,6 +71,13 @@ pub fn with_status(status: StatusCode, html: Html<String>) -> Response {
     (status, html).into_response()
 }
 
+/// A time as the board shows it: China Standard Time.
+pub fn local(time: chrono::DateTime<chrono::Utc>, format: &str) -> String {
+    dynzero_contracts::outbound::shanghai(time)
+        .format(format)
+        .to_string()
+}
+
 pub fn status_word(status: &str) -> &'static str {
     match status {
         "zero_employment" => "零就业",

@@ -1,6 +1,6 @@
 //! 户详情, 实时预警 and 拒收消息.
 
-use super::html::{esc, kind_word, page, status_word, url, with_status};
+use super::html::{esc, kind_word, local, page, status_word, url, with_status};
 use super::{Viewer, failure};
 use crate::access::{self, Role};
 use crate::alerts::Alert;
@@ -36,7 +36,7 @@ fn alert_rows(alerts: &[Alert]) -> String {
             format!(
                 r#"<tr class="alert-row" data-id="{id}"><td>{time}</td><td>{kind}</td><td>{division}</td><td>{household}</td><td>{summary}</td></tr>"#,
                 id = esc(&a.id),
-                time = a.raised_at.format("%Y-%m-%d %H:%M:%S"),
+                time = local(a.raised_at, "%Y-%m-%d %H:%M:%S"),
                 kind = kind_word(&a.kind),
                 division = esc(&a.division_code),
                 summary = esc(&a.summary),
@@ -117,7 +117,7 @@ pub async fn household(
                 "<li><strong>v{} {}</strong> {}{} <br><small>{}</small></li>",
                 v.version,
                 status_word(&v.status),
-                v.published_at.format("%Y-%m-%d %H:%M"),
+                local(v.published_at, "%Y-%m-%d %H:%M"),
                 v.zero_since
                     .map(|z| format!(" · 零就业起始 {z}"))
                     .unwrap_or_default(),
@@ -211,14 +211,14 @@ pub async fn rejections(
             };
             format!(
                 "<tr><td>{}</td><td><a href=\"/rejections?reason={}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                r.time.format("%Y-%m-%d %H:%M:%S"),
+                local(r.time, "%Y-%m-%d %H:%M:%S"),
                 url(&r.reason),
                 esc(&r.reason),
                 esc(&r.detail),
                 esc(r.source.as_deref().unwrap_or("—")),
                 esc(r.event_type.as_deref().unwrap_or("—")),
                 esc(&r.body.as_deref().unwrap_or("—").chars().take(300).collect::<String>()),
-                r.replayed_at.map(|t| t.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default(),
+                r.replayed_at.map(|t| local(t, "%Y-%m-%d %H:%M")).unwrap_or_default(),
                 replay,
             )
         })

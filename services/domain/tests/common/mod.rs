@@ -15,9 +15,7 @@ use dynzero_domain::facts::{
     LayoffStage, MemberStatus, Order, RegisteredMember, Registration, Relation, SubsidyChange,
     SubsidyChangeKind, Terms, Visit, VisitRef,
 };
-use dynzero_domain::ids::{
-    DivisionCode, HouseholdId, IdNumber, IdentifierError, Money, Sex, Uscc,
-};
+use dynzero_domain::ids::{DivisionCode, HouseholdId, IdNumber, IdentifierError, Money, Sex, Uscc};
 use dynzero_domain::reconcile::HouseholdFacts;
 
 /// Id numbers are parsed as of this day, so any test birth date is in the past.
@@ -103,8 +101,7 @@ pub fn employer(n: u32) -> Uscc {
 
 /// A household, case, notice or posting id: which one, the place it goes says.
 pub fn key<K: std::str::FromStr<Err = IdentifierError>>(s: &str) -> K {
-    s.parse()
-        .unwrap_or_else(|e| panic!("fixture key {s}: {e}"))
+    s.parse().unwrap_or_else(|e| panic!("fixture key {s}: {e}"))
 }
 
 pub fn division(s: &str) -> DivisionCode {
