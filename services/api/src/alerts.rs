@@ -92,12 +92,14 @@ pub async fn by_id(pool: &PgPool, id: &str) -> anyhow::Result<Option<Alert>> {
 #[into_params(parameter_in = Query)]
 pub struct AlertQuery {
     /// Division prefix within the token's scope; default: the whole scope.
+    #[param(pattern = "^([0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$")]
     pub division: Option<String>,
     /// One alert kind, e.g. `zero_employment_new`.
     pub kind: Option<String>,
     /// Only alerts raised at or after this instant (RFC 3339).
     pub since: Option<DateTime<Utc>>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -172,6 +174,7 @@ pub async fn list(
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// Division prefix within the token's scope; default: the whole scope.
+    #[param(pattern = "^([0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$")]
     pub division: Option<String>,
 }
 

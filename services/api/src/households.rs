@@ -3,9 +3,11 @@
 
 use crate::access::{self, Caller, Division, PiiPolicy};
 use crate::alerts::{self, Alert};
-use crate::http::{ApiError, AppState, Params, decode_cursor, encode_cursor, page_limit};
+use crate::http::{
+    ApiError, AppState, Params, PathParam, decode_cursor, encode_cursor, page_limit,
+};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, NaiveDate, Utc};
 use dynzero_contracts::pii;
 use serde::{Deserialize, Serialize};
@@ -21,14 +23,18 @@ pub const VISIT_GAP_DAYS: i32 = 31;
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Division prefix (4, 6, 9 or 12 digits) within the token's scope; default: the whole scope.
+    #[param(pattern = "^([0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$")]
     pub division: Option<String>,
     /// `zero_employment`, `employed` or `no_labour_force`.
+    #[param(pattern = "^(zero_employment|employed|no_labour_force)$")]
     pub status: Option<String>,
     /// Only households with (true) or without (false) an active 低保 case.
     pub dibao: Option<bool>,
     /// `placement` or `visit`: only zero-employment households overdue for it today.
+    #[param(pattern = "^(placement|visit)$")]
     pub overdue: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -267,13 +273,14 @@ pub async fn detail(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "State, lineage and alerts", body = HouseholdDetail),
+        (status = 400, description = "Malformed household id", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such household in the token's scope", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
-    Path(household_id): Path<String>,
+    PathParam(household_id): PathParam<String>,
 ) -> Result<Json<HouseholdDetail>, ApiError> {
     let mut found = detail(&state.pool, &caller.scope, &household_id)
         .await?

@@ -181,13 +181,41 @@ impl Caller {
 /// `Query` whose failures are problems (400) rather than plain text.
 pub struct Params<T>(pub T);
 
+/// PostgreSQL text cannot hold NUL: a parameter carrying one is malformed,
+/// not a server error.
+fn refuse_nul(text: &str) -> Result<(), ApiError> {
+    if text.contains('\0') || text.to_ascii_lowercase().contains("%00") {
+        Err(ApiError::BadRequest(
+            "parameters may not contain NUL".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        refuse_nul(parts.uri.query().unwrap_or_default())?;
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| Params(v))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// `Path` whose failures are problems (400) rather than plain text.
+pub struct PathParam<T>(pub T);
+
+impl<T: DeserializeOwned + Send + 'static> FromRequestParts<AppState> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        refuse_nul(parts.uri.path())?;
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| PathParam(v))
             .map_err(|e| ApiError::BadRequest(e.body_text()))
     }
 }

@@ -4,9 +4,9 @@
 //! fixed.
 
 use crate::access::{Caller, Role};
-use crate::http::{ApiError, AppState, Params};
+use crate::http::{ApiError, AppState, Params, PathParam};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use dynzero_contracts::pii;
 use dynzero_reconciler::amqp;
@@ -180,6 +180,7 @@ pub async fn replay_one(state: &AppState, id: i64) -> Result<Replayed, ApiError>
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Republished to the inbound exchange, byte for byte", body = Replayed),
+        (status = 400, description = "Malformed id", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown token", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the admin role", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such rejection", body = crate::http::Problem, content_type = "application/problem+json"),
@@ -188,7 +189,7 @@ pub async fn replay_one(state: &AppState, id: i64) -> Result<Replayed, ApiError>
 pub async fn replay(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam<i64>,
 ) -> Result<Json<Replayed>, ApiError> {
     caller.require(Role::Admin)?;
     Ok(Json(replay_one(&state, id).await?))

@@ -102,8 +102,10 @@ pub struct Stats {
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// Division prefix within the token's scope; default: the whole scope.
+    #[param(pattern = "^([0-9]{4}|[0-9]{6}|[0-9]{9}|[0-9]{12})$")]
     pub division: Option<String>,
     /// `YYYY-MM`, this month or one of the 12 before; default: this month.
+    #[param(pattern = "^[0-9]{4}-(0[1-9]|1[0-2])$")]
     pub month: Option<String>,
 }
 
