@@ -138,10 +138,9 @@ fn event(id: &str, event_type: &str, time: &str, data: Value) -> (String, Vec<u8
     (event_type.to_string(), body.to_string().into_bytes())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_community_worker_sees_the_ledger_and_live_alerts_in_chromium() {
-    let fixture = Fixture::new().await;
-    let hub = fixture.start().await;
+/// A seeded city, plus a worker employed by an enterprise of `COMMUNITY`
+/// (whose layoff the test announces later): the messages, and (worker, employer).
+fn city_with_an_employer() -> (Vec<(String, Vec<u8>)>, String, String) {
     let mut city = City::new(CityConfig::small(
         21,
         64,
@@ -168,6 +167,83 @@ async fn a_community_worker_sees_the_ledger_and_live_alerts_in_chromium() {
         json!({"id_number": worker, "name": "王强", "employer": {"uscc": employer, "name": "鞍山钢铁机械厂"},
                "start_date": "2026-02-01", "contract_months": null, "monthly_wage": 4200,
                "social_insurance": true, "kind": "formal"})));
+    (batch, worker, employer)
+}
+
+/// Log in on the board's form; returns the households the ledger shows.
+async fn log_in(browser: &Browser, base: &str, token: &str) -> BTreeSet<String> {
+    browser.go(&format!("{base}/login")).await;
+    let field = browser.element("#token").await;
+    browser
+        .call(
+            reqwest::Method::POST,
+            &format!("/element/{field}/value"),
+            json!({"text": token}),
+        )
+        .await;
+    let login = browser.element("#login").await;
+    browser
+        .call(
+            reqwest::Method::POST,
+            &format!("/element/{login}/click"),
+            json!({}),
+        )
+        .await;
+    eventually(Duration::from_secs(20), "the ledger after login", || async {
+        let rows = browser
+            .script("var t = document.getElementById('ledger'); return t ? Array.from(t.querySelectorAll('tr.household')).map(r => r.dataset.household) : null;")
+            .await;
+        rows.as_array().map(|rows| rows.iter().map(|r| r.as_str().unwrap_or_default().to_string()).collect::<BTreeSet<_>>())
+    })
+    .await
+}
+
+/// Open 实时预警, announce the layoff, and wait for its alert on the page.
+async fn watch_the_layoff_arrive(
+    browser: &Browser,
+    fixture: &Fixture,
+    base: &str,
+    worker: &str,
+    employer: &str,
+) {
+    browser.go(&format!("{base}/alerts")).await;
+    eventually(Duration::from_secs(20), "the stream connected", || async {
+        (browser
+            .script("return document.getElementById('live-status').textContent")
+            .await
+            == "已连接")
+            .then_some(())
+    })
+    .await;
+    let before = browser
+        .script("return document.querySelectorAll('#live-alerts tr.alert-row').length")
+        .await;
+    // 1 of 5 staff, planned: an early warning in the enterprise's community.
+    fixture.publish(&[event("b-3", "layoff.notice", "2026-11-20T09:00:00+08:00",
+        json!({"notice_id": "N-B", "stage": "planned", "effective_date": "2026-12-20",
+               "enterprise": {"uscc": employer, "name": "鞍山钢铁机械厂", "headcount": 5, "division_code": COMMUNITY},
+               "employees": [{"id_number": worker, "name": "王强"}]}))]).await;
+    eventually(Duration::from_secs(20), "the layoff's alert on the open page", || async {
+        let kinds = browser
+            .script("return Array.from(document.querySelectorAll('#live-alerts tr.new')).map(r => r.dataset.kind)")
+            .await;
+        kinds.as_array()?.iter().any(|k| k.as_str().is_some_and(|k| k.starts_with("layoff"))).then_some(())
+    })
+    .await;
+    let after = browser
+        .script("return document.querySelectorAll('#live-alerts tr.alert-row').length")
+        .await;
+    assert!(
+        after.as_u64() > before.as_u64(),
+        "rows were added without a reload"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_community_worker_sees_the_ledger_and_live_alerts_in_chromium() {
+    let fixture = Fixture::new().await;
+    let hub = fixture.start().await;
+    let (batch, worker, employer) = city_with_an_employer();
     let published = batch.len() as u64;
     fixture.publish(&batch).await;
     eventually(Duration::from_secs(60), "the city ingested", || async {
@@ -200,66 +276,12 @@ async fn a_community_worker_sees_the_ledger_and_live_alerts_in_chromium() {
     );
 
     let browser = Browser::start().await;
-    browser.go(&format!("{}/login", api.base)).await;
-    let field = browser.element("#token").await;
-    browser
-        .call(
-            reqwest::Method::POST,
-            &format!("/element/{field}/value"),
-            json!({"text": token}),
-        )
-        .await;
-    let login = browser.element("#login").await;
-    browser
-        .call(
-            reqwest::Method::POST,
-            &format!("/element/{login}/click"),
-            json!({}),
-        )
-        .await;
-    let shown = eventually(Duration::from_secs(20), "the ledger after login", || async {
-        let rows = browser
-            .script("var t = document.getElementById('ledger'); return t ? Array.from(t.querySelectorAll('tr.household')).map(r => r.dataset.household) : null;")
-            .await;
-        rows.as_array().map(|rows| rows.iter().map(|r| r.as_str().unwrap_or_default().to_string()).collect::<BTreeSet<_>>())
-    })
-    .await;
+    let shown = log_in(&browser, &api.base, &token).await;
     assert_eq!(
         shown, expected,
         "exactly the community's zero-employment ledger"
     );
-
-    browser.go(&format!("{}/alerts", api.base)).await;
-    eventually(Duration::from_secs(20), "the stream connected", || async {
-        (browser
-            .script("return document.getElementById('live-status').textContent")
-            .await
-            == "已连接")
-            .then_some(())
-    })
-    .await;
-    let before = browser
-        .script("return document.querySelectorAll('#live-alerts tr.alert-row').length")
-        .await;
-    // 1 of 5 staff, planned: an early warning in the enterprise's community.
-    fixture.publish(&[event("b-3", "layoff.notice", "2026-11-20T09:00:00+08:00",
-        json!({"notice_id": "N-B", "stage": "planned", "effective_date": "2026-12-20",
-               "enterprise": {"uscc": employer, "name": "鞍山钢铁机械厂", "headcount": 5, "division_code": COMMUNITY},
-               "employees": [{"id_number": worker, "name": "王强"}]}))]).await;
-    eventually(Duration::from_secs(20), "the layoff's alert on the open page", || async {
-        let kinds = browser
-            .script("return Array.from(document.querySelectorAll('#live-alerts tr.new')).map(r => r.dataset.kind)")
-            .await;
-        kinds.as_array()?.iter().any(|k| k.as_str().is_some_and(|k| k.starts_with("layoff"))).then_some(())
-    })
-    .await;
-    let after = browser
-        .script("return document.querySelectorAll('#live-alerts tr.alert-row').length")
-        .await;
-    assert!(
-        after.as_u64() > before.as_u64(),
-        "rows were added without a reload"
-    );
+    watch_the_layoff_arrive(&browser, &fixture, &api.base, &worker, &employer).await;
     let png = browser.screenshot().await;
     let exe = std::env::current_exe().expect("the test's path");
     let target = exe
