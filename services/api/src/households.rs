@@ -99,18 +99,19 @@ pub async fn page(
 ) -> anyhow::Result<Vec<LedgerRow>> {
     let rows: Vec<(String, Value, Option<NaiveDate>)> = sqlx::query_as(
         "SELECT h.household_id, v.content, h.last_visit
-         FROM household h
+         FROM (SELECT household_id, version, last_visit FROM household h
+               WHERE h.version > 0
+                 AND h.division_code >= $1 AND h.division_code < $2
+                 AND ($3::text IS NULL OR h.status = $3)
+                 AND ($4::bool IS NULL OR (jsonb_typeof(h.content->'dibao') = 'object') = $4)
+                 AND ($5::text IS NULL OR (h.status = 'zero_employment' AND CASE $5
+                       WHEN 'placement' THEN $6::date - h.zero_since > $7
+                       ELSE $6::date - GREATEST(h.last_visit, h.zero_since) > $8 END))
+                 AND ($9::text IS NULL OR h.household_id > $9)
+               ORDER BY h.household_id
+               LIMIT $10) AS h
          JOIN household_version v ON v.household_id = h.household_id AND v.version = h.version
-         WHERE h.version > 0
-           AND h.division_code >= $1 AND h.division_code < $2
-           AND ($3::text IS NULL OR h.status = $3)
-           AND ($4::bool IS NULL OR (jsonb_typeof(h.content->'dibao') = 'object') = $4)
-           AND ($5::text IS NULL OR (h.status = 'zero_employment' AND CASE $5
-                 WHEN 'placement' THEN $6::date - h.zero_since > $7
-                 ELSE $6::date - GREATEST(h.last_visit, h.zero_since) > $8 END))
-           AND ($9::text IS NULL OR h.household_id > $9)
-         ORDER BY h.household_id
-         LIMIT $10",
+         ORDER BY h.household_id",
     )
     .bind(filter.division.as_str())
     .bind(filter.division.upper())

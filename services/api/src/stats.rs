@@ -146,7 +146,7 @@ impl Month {
     }
 }
 
-type TodayRow = (String, i64, i64, i64, i64, i64, i64);
+type OpenRow = (String, i64, i64, i64, i64);
 type SpellRow = (String, i64, i64, Option<f64>, i64, i64);
 
 /// Figures per next-level division (or for the division itself, for a community).
@@ -158,17 +158,27 @@ pub async fn compute(
     placement_limit_days: i64,
 ) -> anyhow::Result<(BTreeMap<String, Figures>, Option<f64>)> {
     let group = division.child_len().unwrap_or(division.as_str().len()) as i32;
-    let today_rows: Vec<TodayRow> = sqlx::query_as(
+    // Two statements: all households (a scan of the scope), and the open
+    // ones through the partial index on zero-employment households.
+    let all: Vec<(String, i64, i64)> = sqlx::query_as(
         "SELECT substr(division_code, 1, $3), count(*),
-                count(*) FILTER (WHERE status = 'zero_employment'),
-                count(*) FILTER (WHERE status = 'zero_employment' AND $4::date - zero_since > $5),
-                count(*) FILTER (WHERE status = 'zero_employment'
-                                   AND $4::date - GREATEST(last_visit, zero_since) > $6),
-                count(*) FILTER (WHERE content->'dual_employment' = 'true'::jsonb),
-                count(*) FILTER (WHERE status = 'zero_employment'
-                                   AND jsonb_typeof(content->'dibao') = 'object')
+                count(*) FILTER (WHERE content->'dual_employment' = 'true'::jsonb)
          FROM household
          WHERE version > 0 AND division_code >= $1 AND division_code < $2
+         GROUP BY 1",
+    )
+    .bind(division.as_str())
+    .bind(division.upper())
+    .bind(group)
+    .fetch_all(pool)
+    .await?;
+    let open: Vec<OpenRow> = sqlx::query_as(
+        "SELECT substr(division_code, 1, $3), count(*),
+                count(*) FILTER (WHERE $4::date - zero_since > $5),
+                count(*) FILTER (WHERE $4::date - GREATEST(last_visit, zero_since) > $6),
+                count(*) FILTER (WHERE jsonb_typeof(content->'dibao') = 'object')
+         FROM household
+         WHERE status = 'zero_employment' AND division_code >= $1 AND division_code < $2
          GROUP BY 1",
     )
     .bind(division.as_str())
@@ -181,13 +191,16 @@ pub async fn compute(
     .await?;
     let (spells, median) = spells(pool, division, group, month).await?;
     let mut out: BTreeMap<String, Figures> = BTreeMap::new();
-    for (child, households, zero, placement, visit, dual, dibao) in today_rows {
+    for (child, households, dual) in all {
         let f = out.entry(child).or_default();
         f.households = households;
+        f.dual_employment = dual;
+    }
+    for (child, zero, placement, visit, dibao) in open {
+        let f = out.entry(child).or_default();
         f.zero_employment = zero;
         f.placement_overdue = placement;
         f.visit_overdue = visit;
-        f.dual_employment = dual;
         f.dibao_among_zero = dibao;
     }
     for (child, new, resolved, median, employed, stable) in spells {
@@ -202,9 +215,9 @@ pub async fn compute(
     Ok((out, median))
 }
 
-/// Opened and closed spells per child, from each version published in the
-/// 12 months to the end of `month` and the version before it; and the
-/// median over the whole division.
+/// Opened and closed spells per child in the 12 months to the end of
+/// `month` (the `api_spell_event` read model, which the trigger on
+/// `household_version` keeps); and the median over the whole division.
 async fn spells(
     pool: &PgPool,
     division: &Division,
@@ -213,27 +226,17 @@ async fn spells(
 ) -> anyhow::Result<(Vec<SpellRow>, Option<f64>)> {
     let rows: Vec<SpellRow> = sqlx::query_as(
         "WITH v AS (
-            SELECT substr(v.division_code, 1, $3) AS child, v.published_at, v.content,
-                   v.status = 'zero_employment'
-                     AND p.status IS DISTINCT FROM 'zero_employment' AS opens,
-                   p.status = 'zero_employment' AND v.status <> 'zero_employment' AS closes,
-                   ((v.published_at + interval '8 hours') AT TIME ZONE 'UTC')::date
-                     - p.zero_since AS days,
-                   v.published_at >= $4 AND v.published_at < $5 AS in_month
-            FROM household_version v
-            LEFT JOIN household_version p
-                   ON p.household_id = v.household_id AND p.version = v.version - 1
-            WHERE v.division_code >= $1 AND v.division_code < $2
-              AND v.published_at >= $6 AND v.published_at < $5)
+            SELECT substr(division_code, 1, $3) AS child, opens, NOT opens AS closes, days,
+                   employed, stable, published_at >= $4 AND published_at < $5 AS in_month
+            FROM api_spell_event
+            WHERE division_code >= $1 AND division_code < $2
+              AND published_at >= $6 AND published_at < $5)
          SELECT COALESCE(child, ''),
                 count(*) FILTER (WHERE opens AND in_month),
                 count(*) FILTER (WHERE closes AND in_month),
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY days) FILTER (WHERE closes AND in_month),
-                COALESCE(sum((SELECT count(*) FROM jsonb_array_elements(content->'members') m
-                              WHERE m->'employed' = 'true'::jsonb)) FILTER (WHERE closes), 0)::bigint,
-                COALESCE(sum((SELECT count(*) FROM jsonb_array_elements(content->'members') m
-                              WHERE m->'employed' = 'true'::jsonb AND m->'stable' = 'true'::jsonb))
-                         FILTER (WHERE closes), 0)::bigint
+                COALESCE(sum(employed) FILTER (WHERE closes), 0)::bigint,
+                COALESCE(sum(stable) FILTER (WHERE closes), 0)::bigint
          FROM v GROUP BY ROLLUP (child) ORDER BY GROUPING(child), 1",
     )
     .bind(division.as_str())
@@ -335,13 +338,10 @@ pub async fn flows(
     from: Month,
 ) -> anyhow::Result<BTreeMap<String, (i64, i64)>> {
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT to_char((v.published_at + interval '8 hours') AT TIME ZONE 'UTC', 'YYYY-MM'),
-                count(*) FILTER (WHERE v.status = 'zero_employment'
-                                   AND p.status IS DISTINCT FROM 'zero_employment'),
-                count(*) FILTER (WHERE p.status = 'zero_employment' AND v.status <> 'zero_employment')
-         FROM household_version v
-         LEFT JOIN household_version p ON p.household_id = v.household_id AND p.version = v.version - 1
-         WHERE v.division_code >= $1 AND v.division_code < $2 AND v.published_at >= $3
+        "SELECT to_char((published_at + interval '8 hours') AT TIME ZONE 'UTC', 'YYYY-MM'),
+                count(*) FILTER (WHERE opens), count(*) FILTER (WHERE NOT opens)
+         FROM api_spell_event
+         WHERE division_code >= $1 AND division_code < $2 AND published_at >= $3
          GROUP BY 1",
     )
     .bind(division.as_str())
