@@ -13,9 +13,10 @@ use dynzero_reconciler::hub::is_transient;
 use dynzero_reconciler::service::MIGRATOR;
 use dynzero_reconciler::settings::redact;
 use sqlx::PgPool;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -35,10 +36,14 @@ pub fn migrator() -> sqlx::migrate::Migrator {
 /// to date: the hub's migrations first (the API reads its tables), then the
 /// API's own.
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    // Custom plans: a division range's selectivity goes from one community
+    // to the whole city, and a generic plan chosen for one is wrong for the other.
+    let options = PgConnectOptions::from_str(&settings.database.url)?
+        .options([("plan_cache_mode", "force_custom_plan")]);
     let pool = PgPoolOptions::new()
         .max_connections(settings.database.max_connections)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&settings.database.url)?;
+        .connect_lazy_with(options);
     let mut backoff = amqp::backoff();
     loop {
         match MIGRATOR.run(&pool).await {

@@ -158,20 +158,22 @@ pub async fn compute(
     placement_limit_days: i64,
 ) -> anyhow::Result<(BTreeMap<String, Figures>, Option<f64>)> {
     let group = division.child_len().unwrap_or(division.as_str().len()) as i32;
-    // Two statements: all households (a scan of the scope), and the open
-    // ones through the partial index on zero-employment households.
-    let all: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT substr(division_code, 1, $3), count(*),
-                count(*) FILTER (WHERE content->'dual_employment' = 'true'::jsonb)
-         FROM household
-         WHERE version > 0 AND division_code >= $1 AND division_code < $2
-         GROUP BY 1",
-    )
-    .bind(division.as_str())
-    .bind(division.upper())
-    .bind(group)
-    .fetch_all(pool)
-    .await?;
+    // Households and dual-employment households from their partial indexes
+    // (index-only), the open ones through the partial index on
+    // zero-employment households.
+    let counted = |filter: &'static str| {
+        sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(format!(
+            "SELECT substr(division_code, 1, $3), count(*) FROM household
+             WHERE version > 0 {filter} AND division_code >= $1 AND division_code < $2
+             GROUP BY 1"
+        )))
+        .bind(division.as_str())
+        .bind(division.upper())
+        .bind(group)
+        .fetch_all(pool)
+    };
+    let households = counted("").await?;
+    let dual = counted("AND content->'dual_employment' = 'true'::jsonb").await?;
     let open: Vec<OpenRow> = sqlx::query_as(
         "SELECT substr(division_code, 1, $3), count(*),
                 count(*) FILTER (WHERE $4::date - zero_since > $5),
@@ -191,10 +193,11 @@ pub async fn compute(
     .await?;
     let (spells, median) = spells(pool, division, group, month).await?;
     let mut out: BTreeMap<String, Figures> = BTreeMap::new();
-    for (child, households, dual) in all {
-        let f = out.entry(child).or_default();
-        f.households = households;
-        f.dual_employment = dual;
+    for (child, n) in households {
+        out.entry(child).or_default().households = n;
+    }
+    for (child, n) in dual {
+        out.entry(child).or_default().dual_employment = n;
     }
     for (child, zero, placement, visit, dibao) in open {
         let f = out.entry(child).or_default();
