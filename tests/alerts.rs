@@ -281,3 +281,66 @@ async fn messages_raise_layoff_at_risk_job_match_and_conflict_alerts() {
     }
     hub.stop().await;
 }
+
+/// §6a 14 through the broker: a late employment fact moves `zero_since` of a
+/// household already overdue, in separate messages and batches; a community
+/// worker still gets one `placement_overdue` and one `visit_overdue`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_facts_that_move_zero_since_raise_one_alert_per_spell_and_gap() {
+    let fixture = Fixture::new().await;
+    let today = date(2026, 11, 28);
+    fixture.clock.set(dynzero_tests::hub::noon(today));
+    let head = id_number("210302", date(1980, 3, 1), true, 1);
+    let employer = uscc("210302", 1);
+    let hub = fixture.start().await;
+    let registration = event(
+        "s-reg",
+        "household.registered",
+        "2026-01-01T09:00:00+08:00",
+        json!({"household_id": "H-SPELL", "division_code": "210302001002", "effective_date": "2026-01-01",
+               "members": [{"id_number": head, "name": "孙伟", "relation": "head"}]}),
+    );
+    // Arrives first: an end with no start known, so zero since 2026-01-01.
+    let ended = event(
+        "s-end",
+        "employment.ended",
+        "2026-06-01T09:00:00+08:00",
+        json!({"id_number": head, "employer": {"uscc": employer}, "end_date": "2026-06-01",
+               "reason": "dismissed"}),
+    );
+    // Arrives late: the start, so zero only since 2026-06-01 — the same spell.
+    let started = event(
+        "s-start",
+        "employment.started",
+        "2025-03-01T09:00:00+08:00",
+        json!({"id_number": head, "name": "孙伟", "employer": {"uscc": employer, "name": "鞍山钢铁机械厂"},
+               "start_date": "2025-03-01", "contract_months": null, "monthly_wage": 4200,
+               "social_insurance": true, "kind": "formal"}),
+    );
+    fixture.publish(&[registration, ended]).await;
+    settle(&hub, 2).await;
+    let mut alerts = Alerts {
+        by_kind: BTreeMap::new(),
+    };
+    wait_for(&fixture, &mut alerts, "placement_overdue", 1).await;
+    wait_for(&fixture, &mut alerts, "visit_overdue", 1).await;
+    fixture.publish(&[started]).await;
+    settle(&hub, 3).await;
+    let mut states = BTreeMap::new();
+    fixture
+        .latest_states(&mut states, Duration::from_secs(30), |s| {
+            s.get("H-SPELL")
+                .is_some_and(|h| h["zero_since"] == "2026-06-01")
+        })
+        .await;
+    assert_eq!(states["H-SPELL"]["status"], "zero_employment");
+    // The sweeper looks again; nothing new comes.
+    sweep_all(&hub.hub).await.expect("sweep");
+    fixture.clock.advance(Days::days(1));
+    sweep_all(&hub.hub).await.expect("sweep");
+    collect_alerts(&fixture, &mut alerts).await;
+    assert_eq!(alerts.count("zero_employment_new"), 1);
+    assert_eq!(alerts.count("placement_overdue"), 1, "one per spell");
+    assert_eq!(alerts.count("visit_overdue"), 1, "one per gap");
+    hub.stop().await;
+}

@@ -3,7 +3,7 @@
 use dynzero_contracts::rejection::Reason;
 use dynzero_reconciler::amqp::header_text;
 use dynzero_reconciler::clock::ManualClock;
-use dynzero_reconciler::hub::{Hub, Outcome, Processed};
+use dynzero_reconciler::hub::{Fate, Hub};
 use dynzero_reconciler::service::Reconciler;
 use dynzero_tests::eventually;
 use dynzero_tests::hub::{
@@ -118,10 +118,10 @@ async fn apply_in_batches(batches: &[&[Vec<u8>]]) -> (TestDatabase, Arc<Hub>, Ve
         let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
         for outcome in hub.process_batch(&refs).await.expect("no transient error") {
             outcomes.push(match outcome {
-                Outcome::Processed(Processed::Applied) => "applied".to_string(),
-                Outcome::Processed(Processed::Duplicate) => "duplicate".to_string(),
-                Outcome::Processed(Processed::Rejected(r)) => r.reason.as_str().to_string(),
-                Outcome::Failed(_) => "failed".to_string(),
+                Fate::Applied => "applied".to_string(),
+                Fate::Duplicate => "duplicate".to_string(),
+                Fate::Rejected(r) => r.reason.as_str().to_string(),
+                Fate::Failed(_) => "failed".to_string(),
             });
         }
     }

@@ -3,7 +3,7 @@
 //! confirmed on `dynzero.rejected`).
 
 use crate::amqp::{self, PublishError};
-use crate::hub::{Hub, Outcome, ProcessError, Processed};
+use crate::hub::{Fate, Hub, ProcessError};
 use dynzero_contracts::rejection::{Reason, Rejection};
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -162,9 +162,9 @@ async fn handle_batch(
                 }
                 continue;
             }
-            Ok(Err(ProcessError::Failed(e))) if batch.len() == 1 => vec![Outcome::Failed(e)],
+            Ok(Err(ProcessError::Failed(e))) if batch.len() == 1 => vec![Fate::Failed(e)],
             Err(panic) if batch.len() == 1 => {
-                vec![Outcome::Failed(anyhow::anyhow!(
+                vec![Fate::Failed(anyhow::anyhow!(
                     "processing panicked: {panic}"
                 ))]
             }
@@ -212,21 +212,19 @@ async fn settle(
     hub: &Hub,
     rejections: &Channel,
     delivery: &Delivery,
-    outcome: Outcome,
+    outcome: Fate,
 ) -> Result<(), PublishError> {
     match outcome {
-        Outcome::Processed(Processed::Applied) => {
+        Fate::Applied => {
             hub.metrics.processed();
             ack(delivery).await
         }
-        Outcome::Processed(Processed::Duplicate) => {
+        Fate::Duplicate => {
             hub.metrics.duplicate();
             ack(delivery).await
         }
-        Outcome::Processed(Processed::Rejected(rejection)) => {
-            reject(hub, rejections, delivery, &rejection).await
-        }
-        Outcome::Failed(e) => {
+        Fate::Rejected(rejection) => reject(hub, rejections, delivery, &rejection).await,
+        Fate::Failed(e) => {
             let attempts = amqp::delivery_count(&delivery.properties) + 1;
             if attempts >= hub.settings.amqp.poison_after {
                 warn!(error = %e, attempts, "processing keeps failing; rejecting as poison");

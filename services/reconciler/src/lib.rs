@@ -3,8 +3,11 @@
 //! alerts back out.
 
 pub mod amqp;
+pub mod apply;
+pub mod batch;
 pub mod clock;
 pub mod consumer;
+pub mod fold;
 pub mod hub;
 pub mod metrics;
 pub mod relay;

@@ -1,0 +1,234 @@
+//! Household rows (the last published state), their version history, and the
+//! causes waiting to be named by a version's `caused_by`.
+
+use super::Tx;
+use super::bulk::Bulk;
+use chrono::{DateTime, NaiveDate, Utc};
+use dynzero_contracts::outbound;
+use dynzero_domain::reconcile::HouseholdState;
+use dynzero_planner::{Current, Plan};
+use serde_json::Value;
+
+/// The inbound events applied to households and not yet named by one of
+/// their versions.
+#[derive(Default)]
+pub struct Causes {
+    household_id: Vec<String>,
+    cause: Vec<String>,
+    arrival: Vec<i64>,
+}
+
+impl Causes {
+    pub fn push(&mut self, household_id: &str, cause: &str, arrival: i64) {
+        self.household_id.push(household_id.to_string());
+        self.cause.push(cause.to_string());
+        self.arrival.push(arrival);
+    }
+
+    /// One statement; a cause already recorded for a household is kept.
+    pub async fn write(&self, tx: Tx<'_>) -> sqlx::Result<()> {
+        Bulk::insert("household_cause", self.household_id.len())
+            .column("household_id", "text", &self.household_id)
+            .column("cause", "text", &self.cause)
+            .column("arrival", "bigint", &self.arrival)
+            .execute(tx, "ON CONFLICT DO NOTHING")
+            .await
+    }
+}
+
+/// A version published by a plan: the household's row and its history.
+pub struct Publishing<'a> {
+    pub current: &'a Current,
+    /// The state's `data` as published.
+    pub data: &'a Value,
+}
+
+/// Write what the plans decided of the households' rows: the published
+/// state, spell, last visit and review date of those that exist, the review
+/// date of those that do not yet; the history of every version published; and
+/// the causes those versions named. A handful of statements for the batch.
+pub async fn write(
+    tx: Tx<'_>,
+    plans: &[Plan],
+    published: &[Publishing<'_>],
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    update_rows(tx, plans).await?;
+    insert_history(tx, published, now).await?;
+    let named: Vec<&str> = published
+        .iter()
+        .map(|p| p.current.state.household_id.as_str())
+        .collect();
+    if !named.is_empty() {
+        sqlx::query(
+            "UPDATE household_cause SET published = true WHERE household_id = ANY($1) AND NOT published",
+        )
+        .bind(&named)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn update_rows(tx: Tx<'_>, plans: &[Plan]) -> sqlx::Result<()> {
+    if plans.is_empty() {
+        return Ok(());
+    }
+    let contents: Vec<Option<Value>> = plans
+        .iter()
+        .map(|p| {
+            p.current
+                .as_ref()
+                .map(|c| outbound::state_data(&c.state, 0, &[]))
+        })
+        .collect();
+    // A household that does not exist yet keeps its row as it is, but for
+    // the day to look at it again.
+    sqlx::query(
+        "UPDATE household AS h
+         SET version = COALESCE(t.version, h.version), content = COALESCE(t.content, h.content),
+             status = COALESCE(t.status, h.status), zero_since = CASE WHEN t.version IS NULL THEN h.zero_since ELSE t.zero_since END,
+             division_code = COALESCE(t.division_code, h.division_code),
+             last_visit = CASE WHEN t.version IS NULL THEN h.last_visit ELSE t.last_visit END,
+             spell_version = CASE WHEN t.version IS NULL THEN h.spell_version ELSE t.spell_version END,
+             next_review = t.next_review, updated_at = now()
+         FROM UNNEST($1::text[], $2::bigint[], $3::jsonb[], $4::text[], $5::date[], $6::text[],
+                     $7::date[], $8::date[], $9::bigint[])
+              AS t(household_id, version, content, status, zero_since, division_code, last_visit, next_review,
+                   spell_version)
+         WHERE h.household_id = t.household_id",
+    )
+    .bind(plans.iter().map(|p| p.household_id.as_str()).collect::<Vec<_>>())
+    .bind(plans.iter().map(|p| p.current.as_ref().map(|c| c.version)).collect::<Vec<_>>())
+    .bind(&contents)
+    .bind(
+        plans
+            .iter()
+            .map(|p| p.current.as_ref().map(|c| c.state.status.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        plans
+            .iter()
+            .map(|p| p.current.as_ref().and_then(|c| c.state.zero_since))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        plans
+            .iter()
+            .map(|p| p.current.as_ref().map(|c| c.state.division_code.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        plans
+            .iter()
+            .map(|p| p.current.as_ref().and_then(|c| c.last_visit))
+            .collect::<Vec<_>>(),
+    )
+    .bind(plans.iter().map(|p| p.next_review).collect::<Vec<_>>())
+    .bind(
+        plans
+            .iter()
+            .map(|p| p.current.as_ref().and_then(|c| c.spell))
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// One `household_version` row per version published.
+async fn insert_history(
+    tx: Tx<'_>,
+    published: &[Publishing<'_>],
+    now: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    if published.is_empty() {
+        return Ok(());
+    }
+    // Each version's causes as an array literal: arrays of arrays must be
+    // rectangular, and a version names any number of causes.
+    let arrivals: Vec<String> = published
+        .iter()
+        .map(|p| {
+            let arrivals: Vec<String> = p
+                .current
+                .caused_by
+                .iter()
+                .flatten()
+                .map(|c| c.arrival.to_string())
+                .collect();
+            format!("{{{}}}", arrivals.join(","))
+        })
+        .collect();
+    let zero_since: Vec<Option<NaiveDate>> = published
+        .iter()
+        .map(|p| p.current.state.zero_since)
+        .collect();
+    sqlx::query(
+        "INSERT INTO household_version
+             (household_id, version, status, zero_since, division_code, published_at, cause_arrivals, content)
+         SELECT h, v, s, z, d, $6, c::bigint[], j
+         FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::date[], $5::text[], $7::text[], $8::jsonb[])
+              AS t(h, v, s, z, d, c, j)",
+    )
+    .bind(
+        published
+            .iter()
+            .map(|p| p.current.state.household_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(published.iter().map(|p| p.current.version).collect::<Vec<_>>())
+    .bind(
+        published
+            .iter()
+            .map(|p| p.current.state.status.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(&zero_since)
+    .bind(
+        published
+            .iter()
+            .map(|p| p.current.state.division_code.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(now)
+    .bind(&arrivals)
+    .bind(published.iter().map(|p| p.data).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The published states of the households zero-employment in a county (the
+/// first 6 digits of their division), in `household_id` order.
+pub async fn zero_employment_in_county(
+    tx: Tx<'_>,
+    county: &str,
+) -> sqlx::Result<Vec<HouseholdState>> {
+    let contents: Vec<Value> = sqlx::query_scalar(
+        "SELECT content FROM household
+         WHERE status = 'zero_employment' AND division_code BETWEEN $1 AND $2 ORDER BY household_id",
+    )
+    .bind(format!("{county}000000"))
+    .bind(format!("{county}999999"))
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(contents
+        .iter()
+        .filter_map(outbound::state_from_data)
+        .collect())
+}
+
+/// Up to `limit` households whose review date has come, locked; those
+/// another transaction holds are skipped (it plans them itself).
+pub async fn due_for_review(tx: Tx<'_>, today: NaiveDate, limit: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT household_id FROM household WHERE next_review <= $1
+         ORDER BY next_review LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(today)
+    .bind(limit)
+    .fetch_all(&mut *tx)
+    .await
+}

@@ -1,0 +1,225 @@
+//! What the planner needs of the households a batch touches, loaded together:
+//! one round trip per table, however many households.
+
+use super::Tx;
+use super::rows::{self, WithCause};
+use dynzero_contracts::outbound;
+use dynzero_domain::facts::{EmploymentFact, LayoffNotice, Registration, SubsidyChange, Visit};
+use dynzero_domain::ids::{HouseholdId, IdNumber};
+use dynzero_domain::reconcile::HouseholdFacts;
+use dynzero_planner::{Cause, Loaded, Published};
+use serde_json::Value;
+use sqlx::Row;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// (household, person) for every person these households ever named.
+pub async fn members_of(tx: Tx<'_>, households: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
+    if households.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT DISTINCT household_id, id_number FROM registration_member WHERE household_id = ANY($1)",
+    )
+    .bind(households)
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// (household, person) for every household that ever named one of these people.
+pub async fn households_naming(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
+    if people.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT DISTINCT household_id, id_number FROM registration_member WHERE id_number = ANY($1)",
+    )
+    .bind(people)
+    .fetch_all(&mut *tx)
+    .await
+}
+
+/// Every stored fact that can bear on one of the households, grouped for
+/// [`assemble`].
+struct Facts {
+    /// Household → every person it ever named.
+    named: BTreeMap<String, BTreeSet<String>>,
+    registrations: Vec<WithCause<Registration>>,
+    employment: BTreeMap<String, Vec<WithCause<EmploymentFact>>>,
+    visits: BTreeMap<String, Vec<WithCause<Visit>>>,
+    subsidies: BTreeMap<String, Vec<WithCause<SubsidyChange>>>,
+    notices: Vec<LayoffNotice>,
+}
+
+/// Everything [`dynzero_planner::plan`] asks for, for several (locked) households.
+pub async fn load(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result<Vec<Loaded>> {
+    let ids: Vec<&str> = households.iter().map(HouseholdId::as_str).collect();
+    let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (household, person) in members_of(tx, &ids).await? {
+        named.entry(household).or_default().insert(person);
+    }
+    let people: Vec<String> = named
+        .values()
+        .flatten()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // The households' own registrations, and those of every household that
+    // ever named one of their people (moves in and out).
+    let mut related: BTreeSet<String> = ids.iter().map(|h| h.to_string()).collect();
+    let people_refs: Vec<&str> = people.iter().map(String::as_str).collect();
+    related.extend(
+        households_naming(tx, &people_refs)
+            .await?
+            .into_iter()
+            .map(|(h, _)| h),
+    );
+    let facts = Facts {
+        registrations: rows::registrations(tx, related.into_iter().collect()).await?,
+        employment: rows::employment(tx, &people).await?,
+        visits: rows::visits(tx, &ids).await?,
+        subsidies: rows::subsidies(tx, &people).await?,
+        notices: rows::planned_notices_listing(tx, &people).await?,
+        named,
+    };
+    let mut published = published(tx, &ids).await?;
+    let mut unnamed = unnamed_causes(tx, &ids).await?;
+    Ok(households
+        .iter()
+        .map(|h| {
+            let mut loaded = assemble(&facts, h);
+            loaded.published = published.remove(h.as_str()).unwrap_or_default();
+            loaded.unnamed = unnamed.remove(h.as_str()).unwrap_or_default();
+            loaded
+        })
+        .collect())
+}
+
+/// One household's share of the facts, and the events they came from.
+fn assemble(all: &Facts, household_id: &HouseholdId) -> Loaded {
+    let empty = BTreeSet::new();
+    let people = all.named.get(household_id.as_str()).unwrap_or(&empty);
+    let mut causes: Vec<Cause> = Vec::new();
+    let mut cause = |arrival: i64, name: &str| {
+        causes.push(Cause {
+            name: name.to_string(),
+            arrival,
+        })
+    };
+    let related: BTreeSet<&HouseholdId> = all
+        .registrations
+        .iter()
+        .filter(|(r, _)| {
+            r.household_id == *household_id
+                || r.members
+                    .iter()
+                    .any(|m| people.contains(m.id_number.as_str()))
+        })
+        .map(|(r, _)| &r.household_id)
+        .collect();
+    let mut registrations = Vec::new();
+    for (r, name) in &all.registrations {
+        if related.contains(&r.household_id) {
+            // Another household's registration is never a cause (§6a 7).
+            if r.household_id == *household_id {
+                cause(r.order.arrival, name);
+            }
+            registrations.push(r.clone());
+        }
+    }
+    let mut employment = Vec::new();
+    let mut subsidy_changes = Vec::new();
+    for person in people {
+        for (f, name) in all.employment.get(person).into_iter().flatten() {
+            cause(f.order.arrival, name);
+            employment.push(f.clone());
+        }
+        for (c, name) in all.subsidies.get(person).into_iter().flatten() {
+            cause(c.order.arrival, name);
+            subsidy_changes.push(c.clone());
+        }
+    }
+    let mut visits = Vec::new();
+    for (v, name) in all.visits.get(household_id.as_str()).into_iter().flatten() {
+        cause(v.order.arrival, name);
+        visits.push(v.clone());
+    }
+    causes.sort();
+    causes.dedup();
+    Loaded {
+        facts: HouseholdFacts {
+            household_id: household_id.clone(),
+            registrations,
+            employment,
+            visits,
+            subsidy_changes,
+        },
+        causes,
+        unnamed: Vec::new(),
+        notices: notices_bearing_on(&all.notices, people),
+        published: Published::default(),
+    }
+}
+
+/// The notices listing one of `people`, each with only those people listed
+/// (the rest cannot bear on the household).
+fn notices_bearing_on(notices: &[LayoffNotice], people: &BTreeSet<String>) -> Vec<LayoffNotice> {
+    notices
+        .iter()
+        .filter_map(|n| {
+            let employees: Vec<(IdNumber, String)> = n
+                .employees
+                .iter()
+                .filter(|(id, _)| people.contains(id.as_str()))
+                .cloned()
+                .collect();
+            (!employees.is_empty()).then(|| LayoffNotice {
+                employees,
+                ..n.clone()
+            })
+        })
+        .collect()
+}
+
+/// What was last published of each household, from its row.
+async fn published(tx: Tx<'_>, ids: &[&str]) -> sqlx::Result<BTreeMap<String, Published>> {
+    let rows = sqlx::query(
+        "SELECT household_id, version, content, spell_version FROM household WHERE household_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let content: Option<Value> = row.get("content");
+            let published = Published {
+                version: row.get("version"),
+                // Unreadable content (an older rendering) compares unequal:
+                // the household is published afresh.
+                state: content.as_ref().and_then(outbound::state_from_data),
+                spell: row.get("spell_version"),
+            };
+            (row.get("household_id"), published)
+        })
+        .collect())
+}
+
+/// The events applied to each household that no version named yet.
+async fn unnamed_causes(tx: Tx<'_>, ids: &[&str]) -> sqlx::Result<BTreeMap<String, Vec<Cause>>> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT household_id, cause, arrival FROM household_cause
+         WHERE household_id = ANY($1) AND NOT published",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut unnamed: BTreeMap<String, Vec<Cause>> = BTreeMap::new();
+    for (household, name, arrival) in rows {
+        unnamed
+            .entry(household)
+            .or_default()
+            .push(Cause { name, arrival });
+    }
+    Ok(unnamed)
+}

@@ -1,0 +1,331 @@
+//! Stored facts read back as domain facts, a table at a time for all the
+//! households (or people) of a batch.
+
+use super::Tx;
+use chrono::{DateTime, NaiveDate, Utc};
+use dynzero_contracts::words;
+use dynzero_domain::facts::{
+    EmploymentEvent, EmploymentFact, Enterprise, LayoffNotice, LayoffStage, Order,
+    RegisteredMember, Registration, SubsidyChange, Terms, Visit, VisitRef,
+};
+use dynzero_domain::ids::{DivisionCode, IdNumber, IdentifierError, Money, NoticeId, Uscc};
+use dynzero_planner::layoff::KnownStage;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use std::collections::{BTreeMap, HashSet};
+
+/// A stored fact and the `"<source> <id>"` of the event it came from.
+pub type WithCause<T> = (T, String);
+
+/// These households' registrations (`related`: the households themselves and
+/// every household that ever named one of their people), with their members.
+pub async fn registrations(
+    tx: Tx<'_>,
+    related: Vec<String>,
+) -> anyhow::Result<Vec<WithCause<Registration>>> {
+    let reg_rows = sqlx::query(
+        "SELECT arrival, household_id, division_code, effective_date, time, address, cause FROM registration
+         WHERE household_id = ANY($1)",
+    )
+    .bind(related)
+    .fetch_all(&mut *tx)
+    .await?;
+    let arrivals: Vec<i64> = reg_rows.iter().map(|r| r.get("arrival")).collect();
+    let member_rows = sqlx::query(
+        "SELECT arrival, id_number, name, relation, able_to_work, seeking_work, status
+         FROM UNNEST($1::bigint[]) AS a(arrival) JOIN registration_member USING (arrival)
+         ORDER BY arrival, position",
+    )
+    .bind(&arrivals)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut members: BTreeMap<i64, Vec<RegisteredMember>> = BTreeMap::new();
+    for row in member_rows {
+        members
+            .entry(row.get("arrival"))
+            .or_default()
+            .push(RegisteredMember {
+                id_number: stored_id(row.get("id_number"))?,
+                name: row.get("name"),
+                relation: stored_word(words::relation::parse, row.get("relation"))?,
+                able_to_work: row.get("able_to_work"),
+                seeking_work: row.get("seeking_work"),
+                status: stored_word(words::member_status::parse, row.get("status"))?,
+            });
+    }
+    let mut registrations: Vec<WithCause<Registration>> = Vec::with_capacity(reg_rows.len());
+    for row in reg_rows {
+        let arrival: i64 = row.get("arrival");
+        registrations.push((
+            Registration {
+                household_id: stored_key(row.get("household_id"))?,
+                division_code: stored_division(row.get("division_code"))?,
+                address: row.get("address"),
+                members: members.remove(&arrival).unwrap_or_default(),
+                order: Order {
+                    date: row.get("effective_date"),
+                    time: row.get("time"),
+                    arrival,
+                },
+            },
+            row.get("cause"),
+        ));
+    }
+
+    Ok(registrations)
+}
+
+/// Every employment fact of these people, by person.
+pub async fn employment(
+    tx: Tx<'_>,
+    people: &[String],
+) -> anyhow::Result<BTreeMap<String, Vec<WithCause<EmploymentFact>>>> {
+    let rows = sqlx::query(
+        "SELECT arrival, id_number, date, time, event, employer_uscc, kind, contract_months,
+                monthly_wage_fen, social_insurance, visit_household, finding, cause
+         FROM UNNEST($1::text[]) AS p(id_number) JOIN employment_fact USING (id_number)",
+    )
+    .bind(people)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut employment: BTreeMap<String, Vec<WithCause<EmploymentFact>>> = BTreeMap::new();
+    for row in rows {
+        let arrival: i64 = row.get("arrival");
+        let cause: String = row.get("cause");
+        let event = employment_event(&row, &cause)?;
+        let person: String = row.get("id_number");
+        let fact = EmploymentFact {
+            id_number: stored_id(&person)?,
+            order: Order {
+                date: row.get("date"),
+                time: row.get("time"),
+                arrival,
+            },
+            event,
+        };
+        employment.entry(person).or_default().push((fact, cause));
+    }
+
+    Ok(employment)
+}
+
+/// An `employment_fact` row's event.
+fn employment_event(row: &PgRow, cause: &str) -> anyhow::Result<EmploymentEvent> {
+    let employer = || -> anyhow::Result<Uscc> {
+        stored_uscc(
+            row.get::<Option<&str>, _>("employer_uscc")
+                .unwrap_or_default(),
+        )
+    };
+    let event = match row.get::<&str, _>("event") {
+        "started" => EmploymentEvent::Started {
+            employer: employer()?,
+            terms: Terms {
+                kind: stored_word(
+                    words::kind::parse,
+                    row.get::<Option<&str>, _>("kind").unwrap_or_default(),
+                )?,
+                contract_months: row
+                    .get::<Option<i32>, _>("contract_months")
+                    .map(|m| m as u32),
+                monthly_wage: Money::from_fen(
+                    row.get::<Option<i64>, _>("monthly_wage_fen")
+                        .unwrap_or_default(),
+                )
+                .map_err(|e| anyhow::anyhow!("stored wage: {e}"))?,
+                social_insurance: row
+                    .get::<Option<bool>, _>("social_insurance")
+                    .unwrap_or_default(),
+            },
+        },
+        "ended" => EmploymentEvent::Ended {
+            employer: employer()?,
+        },
+        _ => EmploymentEvent::Visited {
+            visit: VisitRef {
+                household_id: stored_key(
+                    row.get::<Option<&str>, _>("visit_household")
+                        .unwrap_or_default(),
+                )?,
+                key: cause.to_string(),
+            },
+            finding: stored_word(
+                words::finding::parse,
+                row.get::<Option<&str>, _>("finding").unwrap_or_default(),
+            )?,
+        },
+    };
+    Ok(event)
+}
+
+/// These households' own visits, by household.
+pub async fn visits(
+    tx: Tx<'_>,
+    households: &[&str],
+) -> anyhow::Result<BTreeMap<String, Vec<WithCause<Visit>>>> {
+    let rows = sqlx::query(
+        "SELECT arrival, household_id, visit_date, time, cause FROM visit WHERE household_id = ANY($1)",
+    )
+    .bind(households)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut visits: BTreeMap<String, Vec<WithCause<Visit>>> = BTreeMap::new();
+    for row in rows {
+        let household: String = row.get("household_id");
+        let visit = Visit {
+            household_id: stored_key(&household)?,
+            order: Order {
+                date: row.get("visit_date"),
+                time: row.get("time"),
+                arrival: row.get("arrival"),
+            },
+        };
+        visits
+            .entry(household)
+            .or_default()
+            .push((visit, row.get("cause")));
+    }
+
+    Ok(visits)
+}
+
+/// Every 低保 change of a case these people applied for, by applicant.
+pub async fn subsidies(
+    tx: Tx<'_>,
+    people: &[String],
+) -> anyhow::Result<BTreeMap<String, Vec<WithCause<SubsidyChange>>>> {
+    let rows = sqlx::query(
+        "SELECT arrival, case_id, applicant, change, monthly_amount_fen, effective_date, time, cause
+         FROM UNNEST($1::text[]) AS p(applicant) JOIN subsidy_change USING (applicant)",
+    )
+    .bind(people)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut subsidies: BTreeMap<String, Vec<WithCause<SubsidyChange>>> = BTreeMap::new();
+    for row in rows {
+        let applicant: String = row.get("applicant");
+        let change = SubsidyChange {
+            case_id: stored_key(row.get("case_id"))?,
+            applicant: stored_id(&applicant)?,
+            change: stored_word(words::change::parse, row.get("change"))?,
+            monthly_amount: Money::from_fen(row.get("monthly_amount_fen"))
+                .map_err(|e| anyhow::anyhow!("stored amount: {e}"))?,
+            order: Order {
+                date: row.get("effective_date"),
+                time: row.get("time"),
+                arrival: row.get("arrival"),
+            },
+        };
+        subsidies
+            .entry(applicant)
+            .or_default()
+            .push((change, row.get("cause")));
+    }
+    Ok(subsidies)
+}
+
+/// The planned, not withdrawn notices listing any of these people, each with
+/// only those people among its employees (the rest cannot bear on the household).
+pub async fn planned_notices_listing(
+    tx: Tx<'_>,
+    people: &[String],
+) -> anyhow::Result<Vec<LayoffNotice>> {
+    let rows = sqlx::query(
+        // From the people to their notices (MATERIALIZED: never the other
+        // way round, which reads every notice ever planned).
+        "WITH listed AS MATERIALIZED (
+             SELECT arrival, position, id_number, name FROM layoff_employee WHERE id_number = ANY($1)
+         )
+         SELECT n.arrival, n.uscc, n.notice_id, n.effective_date, n.time, n.name, n.headcount, n.division_code,
+                array_agg(e.id_number ORDER BY e.position) AS ids, array_agg(e.name ORDER BY e.position) AS names
+         FROM listed e
+         JOIN layoff_notice n ON n.arrival = e.arrival
+         WHERE n.stage = 'planned'
+           AND NOT EXISTS (SELECT 1 FROM layoff_notice w
+                           WHERE w.stage = 'withdrawn' AND w.uscc = n.uscc AND w.notice_id = n.notice_id)
+         GROUP BY n.arrival ORDER BY n.arrival",
+    )
+    .bind(people)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut notices = Vec::with_capacity(rows.len());
+    for row in rows {
+        let ids: Vec<String> = row.get("ids");
+        let names: Vec<String> = row.get("names");
+        let mut employees = Vec::with_capacity(ids.len());
+        for (id, name) in ids.iter().zip(names) {
+            employees.push((stored_id(id)?, name));
+        }
+        notices.push(LayoffNotice {
+            notice_id: stored_key(row.get("notice_id"))?,
+            stage: LayoffStage::Planned,
+            enterprise: Enterprise {
+                uscc: stored_uscc(row.get("uscc"))?,
+                name: row.get("name"),
+                headcount: row.get::<i32, _>("headcount") as u32,
+                division_code: stored_division(row.get("division_code"))?,
+            },
+            employees,
+            order: Order {
+                date: row.get("effective_date"),
+                time: row.get("time"),
+                arrival: row.get("arrival"),
+            },
+        });
+    }
+    Ok(notices)
+}
+
+/// Every stored stage of the notices with these (uscc, notice_id) keys;
+/// `batch`: the arrivals of the batch being applied.
+pub async fn notice_stages(
+    tx: Tx<'_>,
+    keys: &[(&str, &str)],
+    batch: &HashSet<i64>,
+) -> anyhow::Result<Vec<KnownStage>> {
+    let usccs: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let rows: Vec<(String, String, String, DateTime<Utc>, i64)> = sqlx::query_as(
+        "SELECT uscc, notice_id, stage, time, arrival FROM layoff_notice
+         WHERE (uscc, notice_id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
+    )
+    .bind(usccs)
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.into_iter()
+        .map(|(uscc, notice_id, stage, time, arrival)| {
+            Ok(KnownStage {
+                stage: stored_word(words::stage::parse, &stage)?,
+                uscc: stored_uscc(&uscc)?,
+                notice_id: stored_key::<NoticeId>(&notice_id)?,
+                time,
+                arrival,
+                in_batch: batch.contains(&arrival),
+            })
+        })
+        .collect()
+}
+
+/// Ids came in valid; their birth dates were checked against the day they arrived.
+fn stored_id(s: &str) -> anyhow::Result<IdNumber> {
+    IdNumber::parse(s, NaiveDate::MAX)
+        .map_err(|e| anyhow::anyhow!("stored id number is invalid: {e}"))
+}
+
+fn stored_key<K: std::str::FromStr<Err = IdentifierError>>(s: &str) -> anyhow::Result<K> {
+    s.parse()
+        .map_err(|e| anyhow::anyhow!("stored key {s:?} is invalid: {e}"))
+}
+
+fn stored_uscc(s: &str) -> anyhow::Result<Uscc> {
+    Uscc::parse(s).map_err(|e| anyhow::anyhow!("stored uscc is invalid: {e}"))
+}
+
+fn stored_division(s: &str) -> anyhow::Result<DivisionCode> {
+    DivisionCode::parse(s).map_err(|e| anyhow::anyhow!("stored division code is invalid: {e}"))
+}
+
+fn stored_word<T>(parse: fn(&str) -> Option<T>, s: &str) -> anyhow::Result<T> {
+    parse(s).ok_or_else(|| anyhow::anyhow!("stored word {s:?} is unknown"))
+}
