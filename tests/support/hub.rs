@@ -308,6 +308,8 @@ pub fn dynzero_command(settings: &Settings) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(dynzero_binary());
     command
         .envs(settings.environment())
+        // `run` includes the read API: any free port, so tests never collide.
+        .env("DYNZERO__API__LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     command

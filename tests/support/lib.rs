@@ -18,6 +18,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `DYNZERO_TEST_AMQP_URL`
 //! (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
 
+pub mod api;
 mod broker;
 mod database;
 mod env;

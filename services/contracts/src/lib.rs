@@ -5,6 +5,7 @@ pub mod canonical;
 pub mod event_type;
 pub mod inbound;
 pub mod outbound;
+pub mod pii;
 pub mod rejection;
 pub mod schemas;
 pub mod words;

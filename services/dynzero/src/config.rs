@@ -29,3 +29,8 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
 pub fn load_notifier(file: Option<&Path>) -> anyhow::Result<dynzero_notifier::settings::Settings> {
     Ok(layered(file)?.try_deserialize()?)
 }
+
+/// The read side's view of the same layers: `[api]`, `[amqp]`, `[database]`, `[rules]`.
+pub fn load_api(file: Option<&Path>) -> anyhow::Result<dynzero_api::settings::Settings> {
+    Ok(layered(file)?.try_deserialize()?)
+}

@@ -14,6 +14,7 @@ mod demo;
 mod metrics_http;
 mod simulate;
 mod subscriptions;
+mod tokens;
 
 #[derive(Parser)]
 #[command(name = "dynzero", about = "零就业家庭动态为零 — the integration hub")]
@@ -31,6 +32,8 @@ enum Part {
     Relay,
     Sweeper,
     Notifier,
+    /// The read API and the board, on `api.listen`.
+    Api,
 }
 
 #[derive(Subcommand)]
@@ -90,6 +93,16 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         rate: u32,
     },
+    /// The read side's bearer tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: tokens::TokensCommand,
+    },
+    /// The full-PII reads of households: time, token, household; newest first.
+    Audit {
+        #[arg(long, default_value_t = 1000)]
+        limit: i64,
+    },
     /// The notifier's run-time subscriptions.
     Subscriptions {
         #[command(subcommand)]
@@ -120,7 +133,8 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             let notifier = only.is_empty() || only.iter().any(|p| matches!(p, Part::Notifier));
-            run(settings, parts, notifier, cli.config.as_deref()).await
+            let api = only.is_empty() || only.iter().any(|p| matches!(p, Part::Api));
+            run(settings, parts, notifier, api, cli.config.as_deref()).await
         }
         Command::BenchNotifier {
             alerts,
@@ -133,6 +147,16 @@ async fn main() -> anyhow::Result<()> {
                 rate,
             };
             bench_notifier::run(settings, args).await
+        }
+        Command::Tokens { command } => {
+            let settings =
+                config::load_api(cli.config.as_deref()).context("loading configuration")?;
+            tokens::run(settings, command).await
+        }
+        Command::Audit { limit } => {
+            let settings =
+                config::load_api(cli.config.as_deref()).context("loading configuration")?;
+            tokens::audit(settings, limit).await
         }
         Command::Subscriptions { command } => {
             let settings =
@@ -173,11 +197,12 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The reconciler's parts and the notifier, side by side, until SIGTERM or SIGINT.
+/// The reconciler's parts, the notifier and the API, side by side, until SIGTERM or SIGINT.
 async fn run(
     settings: dynzero_reconciler::settings::Settings,
     parts: Parts,
     notifier: bool,
+    api: bool,
     config_file: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -202,6 +227,12 @@ async fn run(
         let metrics = notifier.metrics().clone();
         sources.push(Arc::new(move || metrics.render()));
         services.spawn(notifier.run_until(until_stopped()));
+    }
+    if api {
+        let settings = config::load_api(config_file).context("loading configuration")?;
+        let pool = dynzero_api::service::connect(&settings).await?;
+        let api = dynzero_api::service::Api::build(settings, pool).await?;
+        services.spawn(api.run_until(until_stopped()));
     }
     if !listen.is_empty() {
         let shutdown = until_stopped();

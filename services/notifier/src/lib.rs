@@ -6,7 +6,8 @@
 
 pub mod consumer;
 pub mod metrics;
-pub mod pii;
+/// Masking lives in the contracts crate, shared with the read side (`dynzero-api`).
+pub use dynzero_contracts::pii;
 pub mod render;
 pub mod send;
 pub mod service;

@@ -1,5 +1,6 @@
 //! Personal data in what leaves the hub: id numbers as `210302********123X`,
-//! names as `王*明`.
+//! names as `王*明`. Shared by the notifier (what it delivers) and the read
+//! side (what a `masked` token sees), so both mask alike.
 
 use serde_json::Value;
 
