@@ -17,8 +17,6 @@ use serde_json::Value;
 /// code: (kind, name, which branch).
 const PENDING: &[(&str, &str, &str)] = &[
     ("route", "/readyz", "runtime (readiness)"),
-    ("key", "api.listen", "api (the read side)"),
-    ("part", "api", "api (`run --only api`)"),
     ("command", "migrate", "runtime (`dynzero migrate`)"),
     ("metric", "dynzero_outbox_depth", "runtime (metrics)"),
     (
