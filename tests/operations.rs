@@ -222,6 +222,8 @@ async fn spawn_with_stderr(
 ) -> tokio::process::Child {
     dynzero_command(settings)
         .arg("run")
+        // The stop line is `info` when the outbox is empty, `warn` otherwise.
+        .env("RUST_LOG", "warn,dynzero_reconciler=info")
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting dynzero run")
