@@ -11,7 +11,7 @@ use dynzero_tests::hub::{
     test_settings,
 };
 use dynzero_tests::{
-    TcpProxy, amqp_addr, amqp_url, amqp_url_via, eventually, fresh_database, pg_addr,
+    TcpProxy, amqp_addr, amqp_url, amqp_url_via, eventually, fresh_database, pg_addr, pg_server_url,
 };
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Confirmation};
@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -339,6 +339,63 @@ async fn postgres_unreachable_for_20_seconds_loses_and_rejects_nothing() {
     );
     proxy.restore();
 
+    wait_until_applied_and_published(&pool, distinct, Duration::from_secs(180)).await;
+    let latest = published_outputs(&fixture).await;
+    assert_nothing_rejected(&fixture).await;
+    assert_eq!(hub.hub.metrics.rejected_total(), 0, "nothing rejected");
+    assert_states(&latest, &expected);
+    hub.stop().await;
+    pool.close().await;
+}
+
+/// The database refusing connections for 20 s mid-run — `ALLOW_CONNECTIONS
+/// false` and its backends terminated, so every attempt meets "database is
+/// not accepting connections" (55000) or "terminating connection" (57P01):
+/// an outage, waited out; no valid message is rejected as `poison`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_refusing_connections_for_20_seconds_rejects_nothing() {
+    let fixture = Fixture::new().await;
+    let messages = scenario(61, 100, 400, scenario_today());
+    let rules = fixture.settings.rules.rules().expect("default rules");
+    let expected = expected_states(&bodies(&messages), scenario_today(), &rules);
+    let distinct = distinct_ids(&messages);
+    let shuffled = shuffled(&messages, 17);
+    let (before, during) = shuffled.split_at(shuffled.len() / 3);
+    let name = fixture.db.name().to_owned();
+    let mut admin = sqlx::PgConnection::connect(&pg_server_url())
+        .await
+        .expect("an admin connection");
+    let allow = |on: bool| {
+        sqlx::AssertSqlSafe(format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS {on}"#))
+    };
+
+    let hub = fixture.start().await;
+    publish_pipelined(&fixture, before).await;
+    eventually(Duration::from_secs(120), "100 messages applied", || async {
+        (hub.hub.metrics.processed_count() >= 100).then_some(())
+    })
+    .await;
+    sqlx::query(allow(false))
+        .execute(&mut admin)
+        .await
+        .expect("refusing connections");
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .execute(&mut admin)
+        .await
+        .expect("terminating the database's backends");
+    publish_pipelined(&fixture, during).await;
+    // The outage's length is what this test is about, not a guess at how
+    // long an effect takes.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(transient_errors(&hub) > 0, "the hub noticed the outage");
+    sqlx::query(allow(true))
+        .execute(&mut admin)
+        .await
+        .expect("accepting connections");
+    let _ = admin.close().await;
+
+    let pool = fixture.db.pool().await;
     wait_until_applied_and_published(&pool, distinct, Duration::from_secs(180)).await;
     let latest = published_outputs(&fixture).await;
     assert_nothing_rejected(&fixture).await;

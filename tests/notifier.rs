@@ -236,8 +236,9 @@ fn notifier_settings(hub: &Settings, subscriptions: Vec<SubscriptionSpec>) -> No
             retry_max_delay_secs: 1,
             poll_ms: 50,
             subscriptions,
-            ..NotifierSettings::default()
+            ..NotifierSettings::defaults()
         },
+        shutdown: hub.shutdown.clone(),
     }
 }
 
@@ -703,7 +704,7 @@ fn spawn_notifier(settings: &NotifierConfig) -> tokio::process::Child {
     let n = &settings.notifier;
     tokio::process::Command::new(dynzero_binary())
         .args(["run", "--only", "notifier"])
-        .env("DYNZERO__AMQP__URL", &settings.amqp.url)
+        .env("DYNZERO__AMQP__URLS", settings.amqp.urls.join(","))
         .env(
             "DYNZERO__AMQP__ALERTS_EXCHANGE",
             &settings.amqp.alerts_exchange,

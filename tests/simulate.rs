@@ -72,7 +72,7 @@ fn the_city_has_the_programmes_share_of_zero_employment_households() {
     let mut messages = city.backfill();
     messages.extend(city.events());
     let bodies: Vec<&[u8]> = messages.iter().map(|m| m.body.as_slice()).collect();
-    let rules = dynzero_reconciler::settings::RulesSettings::default()
+    let rules = dynzero_reconciler::settings::RulesSettings::defaults()
         .rules()
         .expect("default rules");
     let states = dynzero_tests::hub::expected_states(&bodies, today, &rules);

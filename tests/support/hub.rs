@@ -55,15 +55,15 @@ pub fn test_settings(db_url: &str, amqp: &str) -> Settings {
     let prefix = format!("{}.", unique_name("hub"));
     Settings {
         amqp: AmqpSettings {
-            url: amqp.to_string(),
             poison_after: 3,
-            ..AmqpSettings::prefixed(&prefix)
+            ..AmqpSettings::prefixed(&prefix).with_url(amqp)
         },
         database: DatabaseSettings {
             url: db_url.to_string(),
             max_connections: 4,
+            ..DatabaseSettings::defaults()
         },
-        ..Settings::default()
+        ..Settings::defaults()
     }
 }
 

@@ -83,7 +83,7 @@ impl Filter {
             dibao: q.dibao,
             overdue: q.overdue.clone().filter(|s| !s.is_empty()),
             today: state.clock.today(),
-            placement_limit_days: state.settings.rules.placement_limit_days,
+            placement_limit_days: i64::from(state.settings.rules.placement_limit_days),
         })
     }
 }

@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dynzero_reconciler::clock::Clock;
-use dynzero_reconciler::hub::is_transient;
+use dynzero_runtime::is_transient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::PgPool;

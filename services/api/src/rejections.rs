@@ -145,10 +145,10 @@ pub async fn replay_one(state: &AppState, id: i64) -> Result<Replayed, ApiError>
         ApiError::Conflict(format!("rejection {id} was recorded without its body"))
     })?;
     let settings = &state.settings.amqp;
-    let connection = amqp::connect(&settings.url)
+    let connection = dynzero_runtime::amqp::connect(settings)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("connecting to the broker: {e}")))?;
-    let channel = amqp::confirm_channel(&connection)
+    let channel = dynzero_runtime::amqp::confirm_channel(&connection)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("opening a channel: {e}")))?;
     let mut properties = lapin::BasicProperties::default().with_delivery_mode(2);
@@ -163,7 +163,7 @@ pub async fn replay_one(state: &AppState, id: i64) -> Result<Replayed, ApiError>
         properties,
     )
     .await;
-    amqp::close_connection(&connection, "replay done").await;
+    dynzero_runtime::amqp::close_connection(&connection, "replay done").await;
     published.map_err(|e| ApiError::Internal(anyhow::anyhow!("publishing the replay: {e:?}")))?;
     let replayed_at: DateTime<Utc> = sqlx::query_scalar(
         "UPDATE rejection SET replayed_at = now() WHERE seq = $1 RETURNING replayed_at",

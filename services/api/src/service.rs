@@ -7,11 +7,9 @@ use crate::{alerts, board, households, rejections, stats};
 use anyhow::Context;
 use axum::Router;
 use axum::routing::{get, post};
-use dynzero_reconciler::amqp;
+
 use dynzero_reconciler::clock::{Clock, SystemClock};
-use dynzero_reconciler::hub::is_transient;
 use dynzero_reconciler::service::MIGRATOR;
-use dynzero_reconciler::settings::redact;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use std::future::Future;
@@ -21,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
-use tracing::{info, warn};
+use tracing::info;
 
 /// The read side's migrations, tracked in a table of their own (the
 /// reconciler's migrator refuses versions it does not know). Run after the
@@ -44,18 +42,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
         .max_connections(settings.database.max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options);
-    let mut backoff = amqp::backoff();
-    loop {
-        match MIGRATOR.run(&pool).await {
-            Ok(()) => break,
-            Err(sqlx::migrate::MigrateError::Execute(e)) if is_transient(&e) => {
-                let wait = backoff.next().unwrap_or_default();
-                warn!(error = %e, url = %redact(&settings.database.url), ?wait, "database unavailable; waiting");
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    dynzero_runtime::database::migrate(&MIGRATOR, &pool, &settings.database.url).await?;
     migrator()
         .run(&pool)
         .await

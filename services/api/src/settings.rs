@@ -1,30 +1,23 @@
 //! The read side's configuration: the `[api]` section beside the hub's
 //! `[amqp]`, `[database]` and `[rules]`.
 
-use dynzero_reconciler::settings::{AmqpSettings, DatabaseSettings, RulesSettings, redact};
+use dynzero_reconciler::settings::RulesSettings;
+use dynzero_runtime::redact;
+use dynzero_runtime::settings::{AmqpSettings, DatabaseSettings};
 use serde::Deserialize;
 use std::fmt;
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct ApiSettings {
     /// Where the API and the board listen (`DYNZERO__API__LISTEN`).
     pub listen: String,
 }
 
-impl Default for ApiSettings {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".into(),
-        }
-    }
-}
-
 /// What the read side needs: its own section, the database it reads, the
 /// broker a replay publishes to, and the placement limit the ledger's
 /// "overdue" uses (the same `rules.placement_limit_days` the hub alerts on).
-#[derive(Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Deserialize)]
 pub struct Settings {
     pub api: ApiSettings,
     pub amqp: AmqpSettings,
@@ -36,7 +29,10 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("api.listen", &self.api.listen)
-            .field("amqp.url", &redact(&self.amqp.url))
+            .field(
+                "amqp.urls",
+                &self.amqp.urls.iter().map(|u| redact(u)).collect::<Vec<_>>(),
+            )
             .field("amqp.inbound_exchange", &self.amqp.inbound_exchange)
             .field("database.url", &redact(&self.database.url))
             .finish_non_exhaustive()

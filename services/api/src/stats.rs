@@ -296,7 +296,7 @@ pub async fn stats(
     today: NaiveDate,
 ) -> anyhow::Result<Stats> {
     let limit = state.settings.rules.placement_limit_days;
-    let (by_child, median) = compute(&state.pool, division, month, today, limit).await?;
+    let (by_child, median) = compute(&state.pool, division, month, today, i64::from(limit)).await?;
     let mut total = Figures::default();
     for f in by_child.values() {
         total.add(f);

@@ -100,8 +100,12 @@ async fn throwaway_queue(
 
 /// The ceiling: the same messages through a throwaway quorum queue, published
 /// with confirms and consumed with manual acks, with no processing.
-async fn broker_limit(url: &str, prefix: &str, messages: &[Message]) -> anyhow::Result<f64> {
-    let connection = amqp::connect(url).await?;
+async fn broker_limit(
+    amqp_settings: &AmqpSettings,
+    prefix: &str,
+    messages: &[Message],
+) -> anyhow::Result<f64> {
+    let connection = amqp::connect(amqp_settings).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     let queue = format!("{prefix}broker-limit");
     let mut consumer = throwaway_queue(&connection, &channel, &queue).await?;
@@ -178,7 +182,8 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     let today = clock.today();
     let prefix = format!("bench.{:08x}.", rand::random::<u32>());
     settings.amqp = AmqpSettings {
-        url: settings.amqp.url.clone(),
+        urls: settings.amqp.urls.clone(),
+        ca_file: settings.amqp.ca_file.clone(),
         prefetch: settings.amqp.prefetch,
         consumers: settings.amqp.consumers,
         ..AmqpSettings::prefixed(&prefix)
@@ -206,7 +211,7 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
         latency_stream.len()
     );
 
-    let limit = broker_limit(&settings.amqp.url, &prefix, &messages).await?;
+    let limit = broker_limit(&settings.amqp, &prefix, &messages).await?;
     println!(
         "broker limit (publish with confirms + consume with acks, quorum queue): {limit:.0} msg/s"
     );
@@ -217,7 +222,7 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     let running = tokio::spawn(reconciler.run_until(Parts::ALL, async {
         let _ = stopped.await;
     }));
-    let connection = amqp::connect(&settings.amqp.url).await?;
+    let connection = amqp::connect(&settings.amqp).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     amqp::declare_topology(&channel, &settings.amqp).await?;
     // Outputs counted as they arrive, to time the end of the run.
@@ -311,7 +316,7 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
             &mut arrivals,
         )
         .await?;
-        let broker = broker_latency(&settings.amqp.url, &prefix, stream, rate).await?;
+        let broker = broker_latency(&settings.amqp, &prefix, stream, rate).await?;
         println!(
             "latency at {rate} msg/s, publish -> household state ({} samples): p50 {} p99 {} max {} | broker alone: p50 {} p99 {}",
             latencies.len(),
@@ -513,12 +518,12 @@ async fn paced_latency(
 /// The broker's own latency at `rate`: publish with confirms to a throwaway
 /// quorum queue, consume with acks, no processing.
 async fn broker_latency(
-    url: &str,
+    amqp_settings: &AmqpSettings,
     prefix: &str,
     stream: &[Message],
     rate: u32,
 ) -> anyhow::Result<Vec<Duration>> {
-    let connection = amqp::connect(url).await?;
+    let connection = amqp::connect(amqp_settings).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     let queue = format!("{prefix}broker-latency");
     let mut consumer = throwaway_queue(&connection, &channel, &queue).await?;

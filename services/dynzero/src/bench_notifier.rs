@@ -97,10 +97,15 @@ fn props() -> BasicProperties {
         .with_delivery_mode(2)
 }
 
-pub async fn run(mut settings: Settings, args: NotifierBenchArgs) -> anyhow::Result<()> {
+pub async fn run(
+    mut settings: Settings,
+    notifier: NotifierSettings,
+    args: NotifierBenchArgs,
+) -> anyhow::Result<()> {
     let prefix = format!("bench.{:08x}.", rand::random::<u32>());
     settings.amqp = AmqpSettings {
-        url: settings.amqp.url.clone(),
+        urls: settings.amqp.urls.clone(),
+        ca_file: settings.amqp.ca_file.clone(),
         ..AmqpSettings::prefixed(&prefix)
     };
     settings.database.url = fresh_database(&settings.database.url).await?;
@@ -127,10 +132,11 @@ pub async fn run(mut settings: Settings, args: NotifierBenchArgs) -> anyhow::Res
                 },
                 pii: Default::default(),
             }],
-            ..NotifierSettings::default()
+            ..notifier
         },
+        shutdown: settings.shutdown.clone(),
     };
-    let connection = amqp::connect(&settings.amqp.url).await?;
+    let connection = amqp::connect(&settings.amqp).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     amqp::declare_topology(&channel, &settings.amqp).await?;
     dynzero_notifier::consumer::declare(&channel, &notifier_settings).await?;

@@ -6,7 +6,8 @@ use chrono::Utc;
 use dynzero_reconciler::amqp;
 use dynzero_reconciler::clock::{Clock, SystemClock};
 use dynzero_reconciler::service::{Parts, Reconciler};
-use dynzero_reconciler::settings::{Settings, redact};
+use dynzero_reconciler::settings::Settings;
+use dynzero_runtime::settings::{CreateIfMissing, DatabaseSettings};
 use dynzero_simulator::{City, CityConfig};
 use lapin::BasicProperties;
 use lapin::types::ShortString;
@@ -16,7 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub async fn run(settings: Settings, households: usize, seed: u64) -> anyhow::Result<()> {
-    create_database_if_missing(&settings.database.url).await?;
+    // The demo's database is a throwaway: created wherever the URL points.
+    let database = DatabaseSettings {
+        create_if_missing: CreateIfMissing::Always,
+        ..settings.database.clone()
+    };
+    dynzero_runtime::database::ensure_exists(&database).await?;
     let started = Utc::now();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let today = clock.today();
@@ -31,9 +37,9 @@ pub async fn run(settings: Settings, households: usize, seed: u64) -> anyhow::Re
     let mut config = CityConfig::small(seed, households, households * 2, today);
     config.tag = tag.clone();
     let messages = City::new(config).demo();
-    let connection = amqp::connect(&settings.amqp.url)
+    let connection = amqp::connect(&settings.amqp)
         .await
-        .with_context(|| format!("connecting to {}", redact(&settings.amqp.url)))?;
+        .with_context(|| format!("connecting to {:?}", settings.amqp))?;
     let channel = amqp::confirm_channel(&connection).await?;
     amqp::declare_topology(&channel, &settings.amqp).await?;
     for m in &messages {
@@ -77,32 +83,6 @@ pub async fn run(settings: Settings, households: usize, seed: u64) -> anyhow::Re
     print_board(&mut db, &tag, started).await?;
     let _ = stop.send(());
     running.await??;
-    Ok(())
-}
-
-async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
-    let (server, name) = url
-        .rsplit_once('/')
-        .context("database.url has no database name")?;
-    let name = name.split('?').next().unwrap_or(name);
-    let mut admin = PgConnection::connect(&format!("{server}/postgres"))
-        .await
-        .with_context(|| format!("connecting to {}", redact(server)))?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&mut admin)
-            .await?;
-    if !exists {
-        // A database name cannot be a bind parameter; quotes are stripped.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE \"{}\"",
-            name.replace('"', "")
-        )))
-        .execute(&mut admin)
-        .await?;
-        eprintln!("created database {name}");
-    }
     Ok(())
 }
 

@@ -1,20 +1,22 @@
 //! The one dynzero binary.
 
-use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use dynzero_reconciler::clock::SystemClock;
-use dynzero_reconciler::service::{Parts, Reconciler};
+use dynzero_reconciler::service::Parts;
+use dynzero_runtime::config::ConfigError;
+use dynzero_runtime::settings::LogFormat;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::process::ExitCode;
 
 mod bench;
 mod bench_notifier;
 mod config;
 mod demo;
-mod metrics_http;
+mod run;
 mod simulate;
 mod subscriptions;
 mod tokens;
+
+use config::Config;
 
 #[derive(Parser)]
 #[command(name = "dynzero", about = "零就业家庭动态为零 — the integration hub")]
@@ -26,24 +28,28 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Part {
     Consumer,
     Relay,
     Sweeper,
     Notifier,
-    /// The read API and the board, on `api.listen`.
     Api,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the hub until SIGTERM or SIGINT.
+    /// Run the hub until SIGTERM or SIGINT (creating a missing database when
+    /// `database.create_if_missing` allows).
     Run {
         /// Run only these parts (default: all), to scale them separately.
         #[arg(long, value_enum, value_delimiter = ',')]
         only: Vec<Part>,
     },
+    /// Create the database if allowed and missing, run every migration, exit.
+    Migrate,
+    /// Check the configuration and print it, secrets redacted.
+    CheckConfig,
     /// Create the database if missing, run the hub, publish a sample city, print a board.
     Demo {
         #[arg(long, default_value_t = 40)]
@@ -110,31 +116,64 @@ enum Command {
     },
 }
 
+/// Exit status for a configuration that cannot run: a bad value, an unknown
+/// key, a TLS or certificate failure. Never retried.
+const CONFIGURATION_ERROR: u8 = 2;
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = config::load(cli.config.as_deref()).context("loading configuration")?;
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("dynzero: {e}");
+            return ExitCode::from(CONFIGURATION_ERROR);
+        }
+    };
+    init_logs(config.log.format);
+    match dispatch(cli, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.chain().find_map(|c| c.downcast_ref::<ConfigError>()) {
+            Some(config_error) => {
+                eprintln!("dynzero: {config_error}");
+                ExitCode::from(CONFIGURATION_ERROR)
+            }
+            None => {
+                eprintln!("dynzero: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn".into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
+    let settings = config.reconciler();
     match cli.command {
         Command::Run { only } => {
-            let parts = if only.is_empty() {
-                Parts::ALL
-            } else {
-                Parts {
-                    consumer: only.iter().any(|p| matches!(p, Part::Consumer)),
-                    relay: only.iter().any(|p| matches!(p, Part::Relay)),
-                    sweeper: only.iter().any(|p| matches!(p, Part::Sweeper)),
-                }
+            let has = |part| only.is_empty() || only.contains(&part);
+            let parts = Parts {
+                consumer: has(Part::Consumer),
+                relay: has(Part::Relay),
+                sweeper: has(Part::Sweeper),
             };
-            let notifier = only.is_empty() || only.iter().any(|p| matches!(p, Part::Notifier));
-            let api = only.is_empty() || only.iter().any(|p| matches!(p, Part::Api));
-            run(settings, parts, notifier, api, cli.config.as_deref()).await
+            run::run(config, parts, has(Part::Notifier), has(Part::Api)).await
+        }
+        Command::Migrate => run::migrate(config).await,
+        Command::CheckConfig => {
+            print!("{}", config::effective_redacted(cli.config.as_deref())?);
+            Ok(())
         }
         Command::BenchNotifier {
             alerts,
@@ -146,23 +185,11 @@ async fn main() -> anyhow::Result<()> {
                 households,
                 rate,
             };
-            bench_notifier::run(settings, args).await
+            bench_notifier::run(settings, config.notifier, args).await
         }
-        Command::Tokens { command } => {
-            let settings =
-                config::load_api(cli.config.as_deref()).context("loading configuration")?;
-            tokens::run(settings, command).await
-        }
-        Command::Audit { limit } => {
-            let settings =
-                config::load_api(cli.config.as_deref()).context("loading configuration")?;
-            tokens::audit(settings, limit).await
-        }
-        Command::Subscriptions { command } => {
-            let settings =
-                config::load_notifier(cli.config.as_deref()).context("loading configuration")?;
-            subscriptions::run(settings, command).await
-        }
+        Command::Subscriptions { command } => subscriptions::run(config.notifier(), command).await,
+        Command::Tokens { command } => tokens::run(config.api(), command).await,
+        Command::Audit { limit } => tokens::audit(config.api(), limit).await,
         Command::Demo { households, seed } => demo::run(settings, households, seed).await,
         Command::Simulate {
             households,
@@ -195,83 +222,4 @@ async fn main() -> anyhow::Result<()> {
             bench::run(settings, args).await
         }
     }
-}
-
-/// The reconciler's parts, the notifier and the API, side by side, until SIGTERM or SIGINT.
-async fn run(
-    settings: dynzero_reconciler::settings::Settings,
-    parts: Parts,
-    notifier: bool,
-    api: bool,
-    config_file: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let mut services = tokio::task::JoinSet::new();
-    let mut sources: Vec<metrics_http::Source> = Vec::new();
-    let listen = settings.metrics.listen.clone();
-    if parts.consumer || parts.relay || parts.sweeper {
-        let reconciler = Reconciler::build(settings, Arc::new(SystemClock)).await?;
-        let metrics = reconciler.hub().metrics.clone();
-        sources.push(Arc::new(move || metrics.render()));
-        services.spawn(reconciler.run_until(parts, until_stopped()));
-    }
-    if notifier {
-        let settings = config::load_notifier(config_file).context("loading configuration")?;
-        let notifier = dynzero_notifier::service::Notifier::build(settings).await?;
-        let metrics = notifier.metrics().clone();
-        sources.push(Arc::new(move || metrics.render()));
-        services.spawn(notifier.run_until(until_stopped()));
-    }
-    if api {
-        let settings = config::load_api(config_file).context("loading configuration")?;
-        let pool = dynzero_api::service::connect(&settings).await?;
-        let api = dynzero_api::service::Api::build(settings, pool).await?;
-        services.spawn(api.run_until(until_stopped()));
-    }
-    if !listen.is_empty() {
-        let shutdown = until_stopped();
-        services.spawn(async move { metrics_http::serve(&listen, sources, shutdown).await });
-    }
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        Some(ended) = services.join_next() => {
-            // A service ending by itself is an error worth stopping for.
-            let _ = stop.send(true);
-            ended??;
-            anyhow::bail!("a service stopped by itself");
-        }
-    }
-    let _ = stop.send(true);
-    while let Some(ended) = services.join_next().await {
-        ended??;
-    }
-    Ok(())
-}
-
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -38,7 +38,7 @@ pub async fn run(settings: Settings, args: SimulateArgs) -> anyhow::Result<()> {
     let mut messages = city.backfill();
     messages.extend(city.events());
 
-    let connection = amqp::connect(&settings.amqp.url).await?;
+    let connection = amqp::connect(&settings.amqp).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     amqp::declare_topology(&channel, &settings.amqp).await?;
     let props = BasicProperties::default()

@@ -4,13 +4,12 @@
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::store::{self, ConsumedAlert};
-use dynzero_reconciler::amqp;
-use dynzero_reconciler::hub::is_transient;
-use futures_util::{FutureExt, StreamExt};
+use dynzero_runtime::amqp::{self, Next, Session, consume, next_batch, open_or_wait};
+use dynzero_runtime::backoff::{self, Reconnect};
+use dynzero_runtime::is_transient;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions,
-    ExchangeDeclareOptions, QueueBindOptions,
+    BasicAckOptions, BasicCancelOptions, ExchangeDeclareOptions, QueueBindOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, ExchangeKind};
@@ -58,75 +57,43 @@ pub async fn run(
     recorded: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = amqp::backoff();
+    let mut reconnect = Reconnect::new();
     while !*shutdown.borrow() {
-        let session = async {
-            let connection = amqp::connect(&settings.amqp.url).await?;
-            let channel = connection.create_channel().await?;
-            declare(&channel, &settings).await?;
-            channel
-                .basic_qos(settings.notifier.prefetch, BasicQosOptions::default())
-                .await?;
-            let consumer = channel
-                .basic_consume(
-                    settings.queue().as_str().into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            Ok::<_, lapin::Error>((connection, channel, consumer))
-        };
-        let (connection, channel, mut consumer) = tokio::select! {
-            session = session => match session {
-                Ok(s) => s,
-                Err(e) => {
-                    let wait = backoff.next().unwrap_or_default();
-                    warn!(error = %e, ?wait, "broker unavailable; the notifier will retry");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
+        let queue = settings.queue();
+        let prefetch = settings.notifier.prefetch;
+        let declared: &Settings = &settings;
+        let session = consume(&settings.amqp, &queue, prefetch, |c| async move {
+            declare(&c, declared).await.map(|()| c)
+        });
+        let Some(Session {
+            connection,
+            channel,
+            mut consumer,
+        }) = open_or_wait(session, &mut reconnect, &mut shutdown, "notifier").await
+        else {
+            continue;
         };
         info!(queue = %settings.queue(), "notifier consuming");
-        backoff = amqp::backoff();
         loop {
-            let delivery = tokio::select! {
-                d = consumer.next() => d,
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
+            let (batch, broken) =
+                match next_batch(&mut consumer, prefetch.into(), &mut shutdown).await {
+                    Next::Batch { deliveries, broken } => (deliveries, broken),
+                    Next::Stopped => {
                         let _ = tokio::time::timeout(amqp::CLOSE_TIMEOUT, async {
-                            let _ = channel.basic_cancel(consumer.tag().as_str().into(), BasicCancelOptions::default()).await;
+                            let _ = channel
+                                .basic_cancel(
+                                    consumer.tag().as_str().into(),
+                                    BasicCancelOptions::default(),
+                                )
+                                .await;
                             let _ = channel.close(200, "OK".into()).await;
-                        }).await;
+                        })
+                        .await;
                         amqp::close_connection(&connection, "OK").await;
                         return;
                     }
-                    continue;
-                }
-            };
-            let first = match delivery {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => {
-                    warn!(error = %e, "notifier consumer failed; reconnecting");
-                    break;
-                }
-                None => {
-                    warn!("notifier consumer cancelled by the broker; reconnecting");
-                    break;
-                }
-            };
-            let mut batch = vec![first];
-            while batch.len() < usize::from(settings.notifier.prefetch.max(1)) {
-                match consumer.next().now_or_never() {
-                    Some(Some(Ok(d))) => batch.push(d),
-                    _ => break,
-                }
-            }
+                    Next::Lost => break,
+                };
             if !record(&pool, &metrics, &batch, &mut shutdown).await {
                 // Shutdown while the database was down: unacknowledged, redelivered later.
                 amqp::close_connection(&connection, "OK").await;
@@ -136,6 +103,9 @@ pub async fn run(
             let last = batch.last().expect("a batch has a first delivery");
             if let Err(e) = last.acker.ack(BasicAckOptions { multiple: true }).await {
                 warn!(error = %e, "broker lost while acking; the alerts come again and add nothing");
+                break;
+            }
+            if broken {
                 break;
             }
         }
@@ -151,7 +121,7 @@ async fn record(
     batch: &[Delivery],
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
-    let mut backoff = amqp::backoff();
+    let mut backoff = backoff::backoff();
     loop {
         match record_once(pool, metrics, batch).await {
             Ok(created) => {

@@ -8,36 +8,22 @@ use crate::store;
 use crate::subscription::Subscription;
 use crate::worker::Worker;
 use anyhow::Context;
-use dynzero_reconciler::amqp;
-use dynzero_reconciler::hub::is_transient;
-use dynzero_reconciler::settings::{DatabaseSettings, redact};
+use dynzero_runtime::database as runtime_db;
+use dynzero_runtime::health::Liveness;
+use dynzero_runtime::settings::DatabaseSettings;
+use dynzero_runtime::shutdown::{finish_by, reserve};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{Notify, watch};
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::info;
 
 /// Connect (waiting for PostgreSQL if it is down) and run the notifier's migrations.
 pub async fn connect(database: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    let pool = PgPoolOptions::new()
-        .max_connections(database.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(&database.url)?;
-    let migrator = store::migrator();
-    let mut backoff = amqp::backoff();
-    loop {
-        match migrator.run(&pool).await {
-            Ok(()) => return Ok(pool),
-            Err(sqlx::migrate::MigrateError::Execute(e)) if is_transient(&e) => {
-                let wait = backoff.next().unwrap_or_default();
-                warn!(error = %e, url = %redact(&database.url), ?wait, "database unavailable; waiting");
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let pool = runtime_db::pool(database, runtime_db::options(database)?);
+    runtime_db::migrate(&store::migrator(), &pool, &database.url).await?;
+    Ok(pool)
 }
 
 /// The configuration's subscriptions, checked; an invalid one is an error
@@ -60,6 +46,8 @@ pub struct Notifier {
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
     worker: Arc<Worker>,
+    /// Its loops, for `/healthz`.
+    liveness: Liveness,
 }
 
 impl Notifier {
@@ -81,6 +69,7 @@ impl Notifier {
             settings: Arc::new(settings),
             metrics,
             worker,
+            liveness: Liveness::default(),
         })
     }
 
@@ -93,26 +82,33 @@ impl Notifier {
     pub fn worker(&self) -> &Arc<Worker> {
         &self.worker
     }
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
 
     /// Run until `shutdown` resolves; then stop consuming (what is committed
     /// is acked), let the attempts in flight finish, and close.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (stop, stopped) = watch::channel(false);
         let wake = Arc::new(Notify::new());
-        let consumer = tokio::spawn(consumer::run(
+        let consumer = consumer::run(
             self.pool.clone(),
             self.settings.clone(),
             self.metrics.clone(),
             wake.clone(),
             stopped.clone(),
-        ));
-        let worker = tokio::spawn(self.worker.clone().run(wake, stopped));
+        );
+        let consumer = tokio::spawn(self.liveness.watch("notifier consumer", consumer));
+        let worker = self.worker.clone().run(wake, stopped);
+        let worker = tokio::spawn(self.liveness.watch("notifier worker", worker));
         shutdown.await;
-        info!("notifier shutting down");
+        let grace = self.settings.shutdown.grace();
+        let deadline = Instant::now() + grace - reserve(grace);
+        info!(?grace, "notifier shutting down");
         let _ = stop.send(true);
-        consumer.await?;
-        worker.await?;
-        self.pool.close().await;
+        finish_by(consumer, deadline, "notifier consumer").await?;
+        finish_by(worker, deadline, "notifier worker").await?;
+        let _ = tokio::time::timeout(reserve(grace), self.pool.close()).await;
         Ok(())
     }
 }

@@ -2,13 +2,15 @@
 //! `[amqp]` and `[database]`.
 
 use crate::subscription::SubscriptionSpec;
-use dynzero_reconciler::settings::{AmqpSettings, DatabaseSettings, redact};
+use dynzero_runtime::config::{self, ConfigError, ensure};
+use dynzero_runtime::redact;
+use dynzero_runtime::settings::{AmqpSettings, DatabaseSettings, ShutdownSettings};
 use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
 
 #[derive(Clone, Deserialize)]
-#[serde(default)]
+#[serde(deny_unknown_fields)]
 pub struct NotifierSettings {
     /// The notifier's own durable queue, bound to the alerts exchange with
     /// `#`. Empty (the default): `dynzero.notifier`, with whatever prefix the
@@ -37,51 +39,72 @@ pub struct NotifierSettings {
     pub subscriptions: Vec<SubscriptionSpec>,
 }
 
-impl Default for NotifierSettings {
-    fn default() -> Self {
-        Self {
-            queue: String::new(),
-            prefetch: 64,
-            request_timeout_ms: 10_000,
-            retry_min_delay_ms: 1_000,
-            retry_max_delay_secs: 3_600,
-            give_up_after_secs: 24 * 3_600,
-            per_target_concurrency: 4,
-            concurrency: 64,
-            bot_messages_per_minute: 20,
-            poll_ms: 500,
-            subscriptions: Vec::new(),
-        }
-    }
-}
-
 impl NotifierSettings {
+    /// The built-in `[notifier]` section.
+    pub fn defaults() -> Self {
+        config::defaults("notifier")
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at_least_one = [
+            ("notifier.prefetch", u64::from(self.prefetch)),
+            ("notifier.request_timeout_ms", self.request_timeout_ms),
+            ("notifier.retry_min_delay_ms", self.retry_min_delay_ms),
+            ("notifier.retry_max_delay_secs", self.retry_max_delay_secs),
+            (
+                "notifier.per_target_concurrency",
+                self.per_target_concurrency as u64,
+            ),
+            ("notifier.concurrency", self.concurrency as u64),
+            (
+                "notifier.bot_messages_per_minute",
+                self.bot_messages_per_minute as u64,
+            ),
+            ("notifier.poll_ms", self.poll_ms),
+        ];
+        for (key, value) in at_least_one {
+            ensure(value >= 1, key, "must be at least 1")?;
+        }
+        ensure(
+            self.retry_max_delay() >= self.retry_min_delay(),
+            "notifier.retry_max_delay_secs",
+            "must not be shorter than notifier.retry_min_delay_ms",
+        )
+    }
+
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_millis(self.request_timeout_ms.max(1))
+        Duration::from_millis(self.request_timeout_ms)
     }
     pub fn retry_min_delay(&self) -> Duration {
-        Duration::from_millis(self.retry_min_delay_ms.max(1))
+        Duration::from_millis(self.retry_min_delay_ms)
     }
     pub fn retry_max_delay(&self) -> Duration {
-        Duration::from_secs(self.retry_max_delay_secs.max(1)).max(self.retry_min_delay())
+        Duration::from_secs(self.retry_max_delay_secs)
     }
     pub fn give_up_after(&self) -> Duration {
         Duration::from_secs(self.give_up_after_secs)
     }
     pub fn poll(&self) -> Duration {
-        Duration::from_millis(self.poll_ms.max(10))
+        Duration::from_millis(self.poll_ms)
     }
 }
 
-#[derive(Clone, Default, Deserialize)]
-#[serde(default)]
+/// The sections the notifier reads. Sections it does not read are passed
+/// over here; the binary's one configuration tree refuses unknown ones.
+#[derive(Clone, Deserialize)]
 pub struct Settings {
     pub amqp: AmqpSettings,
     pub database: DatabaseSettings,
     pub notifier: NotifierSettings,
+    pub shutdown: ShutdownSettings,
 }
 
 impl Settings {
+    /// The built-in configuration.
+    pub fn defaults() -> Self {
+        config::built_in_settings()
+    }
+
     /// The notifier's queue: as configured, or `dynzero.notifier` beside the
     /// reconciler's queue (`x.dynzero.reconciler` → `x.dynzero.notifier`), so
     /// hubs that prefix their names never share a notifier queue.
@@ -101,7 +124,7 @@ impl Settings {
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
-            .field("amqp.url", &redact(&self.amqp.url))
+            .field("amqp", &self.amqp)
             .field("amqp.alerts_exchange", &self.amqp.alerts_exchange)
             .field("notifier.queue", &self.queue())
             .field("database.url", &redact(&self.database.url))
@@ -116,11 +139,16 @@ mod tests {
 
     #[test]
     fn the_queue_sits_beside_the_reconcilers() {
-        let mut settings = Settings::default();
+        let mut settings = Settings::defaults();
         assert_eq!(settings.queue(), "dynzero.notifier");
         settings.amqp = AmqpSettings::prefixed("t.hub.1.");
         assert_eq!(settings.queue(), "t.hub.1.dynzero.notifier");
         settings.notifier.queue = "mine".into();
         assert_eq!(settings.queue(), "mine");
+    }
+
+    #[test]
+    fn the_built_in_section_is_valid() {
+        NotifierSettings::defaults().validate().unwrap();
     }
 }

@@ -176,6 +176,7 @@ impl TargetKind {
 /// target = { kind = "webhook", url = "https://…", secret = "whsec_…" }
 /// ```
 #[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SubscriptionSpec {
     pub name: String,
     pub division: String,

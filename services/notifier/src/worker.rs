@@ -94,12 +94,12 @@ impl Worker {
     /// Work until `shutdown` turns true, then let the attempts in flight finish.
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
-        let mut backoff = dynzero_reconciler::amqp::backoff();
+        let mut backoff = dynzero_runtime::backoff::backoff();
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
             match self.start_due(&mut tasks).await {
                 Ok(started) if started > 0 => {
-                    backoff = dynzero_reconciler::amqp::backoff();
+                    backoff = dynzero_runtime::backoff::backoff();
                     continue;
                 }
                 Ok(_) => {}

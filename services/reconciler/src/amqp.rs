@@ -1,40 +1,13 @@
-//! RabbitMQ: connections, the hub's topology, publishing with confirms.
+//! RabbitMQ: the hub's topology and publishing with confirms (connections
+//! are the runtime's).
 
 use crate::settings::AmqpSettings;
-use backon::{BackoffBuilder, ExponentialBuilder};
-use lapin::options::{
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+pub use dynzero_runtime::amqp::{
+    CLOSE_TIMEOUT, close, close_connection, confirm_channel, connect, declare_quorum_queue,
 };
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
-};
-use std::time::Duration;
-
-/// Capped, jittered exponential backoff for reconnecting and retrying.
-pub fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
-
-/// How long a clean close may take. On a connection that has just died, lapin
-/// can wait forever for a `close-ok` that never comes, and a reconnect loop
-/// stuck there never reconnects.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Close the connection cleanly if the broker answers within [`CLOSE_TIMEOUT`];
-/// the connection is dropped either way.
-pub async fn close_connection(connection: &Connection, reason: &str) {
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close(200, reason.into())).await;
-}
-
-pub async fn connect(url: &str) -> lapin::Result<Connection> {
-    Connection::connect(url, ConnectionProperties::default()).await
-}
+use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
 
 /// Declare every exchange and queue of the contract's section 1, idempotently.
 pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Result<()> {
@@ -112,38 +85,6 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
         )
         .await?;
     Ok(())
-}
-
-/// A channel in confirm mode.
-/// Declare a durable quorum queue with these further arguments.
-pub async fn declare_quorum_queue(
-    channel: &Channel,
-    name: &str,
-    mut arguments: FieldTable,
-) -> lapin::Result<()> {
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    channel
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            arguments,
-        )
-        .await?;
-    Ok(())
-}
-
-pub async fn confirm_channel(connection: &Connection) -> lapin::Result<Channel> {
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    Ok(channel)
 }
 
 /// Why a publish did not make it.

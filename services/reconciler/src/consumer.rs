@@ -5,10 +5,10 @@
 use crate::amqp::{self, PublishError};
 use crate::hub::{Fate, Hub, ProcessError};
 use dynzero_contracts::rejection::{Reason, Rejection};
-use futures_util::{FutureExt, StreamExt};
+use dynzero_runtime::amqp::{Next, Session, consume, next_batch, open_or_wait};
+use dynzero_runtime::backoff::{self, Reconnect};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::{Channel, Connection};
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
@@ -31,78 +31,40 @@ enum Handled {
 /// it takes. `processed` is notified after each commit, to wake the relay.
 pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     let settings = &hub.settings.amqp;
-    let mut backoff = amqp::backoff();
+    let mut reconnect = Reconnect::new();
     while !*shutdown.borrow() {
         let session = async {
-            let connection = amqp::connect(&settings.url).await?;
-            let channel = connection.create_channel().await?;
-            amqp::declare_topology(&channel, settings).await?;
-            channel
-                .basic_qos(settings.prefetch, BasicQosOptions::default())
-                .await?;
-            let rejections = amqp::confirm_channel(&connection).await?;
-            let consumer = channel
-                .basic_consume(
-                    settings.queue.as_str().into(),
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            Ok::<_, lapin::Error>((connection, channel, rejections, consumer))
+            let session = consume(
+                settings,
+                &settings.queue,
+                settings.prefetch,
+                |c| async move { amqp::declare_topology(&c, settings).await.map(|()| c) },
+            )
+            .await?;
+            let rejections = amqp::confirm_channel(&session.connection).await?;
+            Ok::<_, lapin::Error>((session, rejections))
         };
-        let (connection, channel, rejections, mut consumer) = tokio::select! {
-            session = session => match session {
-                Ok(s) => s,
-                Err(e) => {
-                    let wait = backoff.next().unwrap_or_default();
-                    warn!(error = %e, ?wait, "broker unavailable; the consumer will retry");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
+        let Some((session, rejections)) =
+            open_or_wait(session, &mut reconnect, &mut shutdown, "consumer").await
+        else {
+            continue;
         };
+        let Session {
+            connection,
+            channel,
+            mut consumer,
+        } = session;
         info!(queue = %settings.queue, "consuming");
-        backoff = amqp::backoff();
+        let max = usize::from(settings.prefetch);
         loop {
-            let delivery = tokio::select! {
-                d = consumer.next() => d,
-                _ = shutdown.changed() => {
-                    if *shutdown.borrow() {
-                        close(&connection, &channel).await;
-                        return;
-                    }
-                    continue;
+            let (batch, broken) = match next_batch(&mut consumer, max, &mut shutdown).await {
+                Next::Batch { deliveries, broken } => (deliveries, broken),
+                Next::Stopped => {
+                    close(&connection, &channel).await;
+                    return;
                 }
+                Next::Lost => break,
             };
-            let first = match delivery {
-                Some(Ok(d)) => d,
-                Some(Err(e)) => {
-                    warn!(error = %e, "consumer failed; reconnecting");
-                    break;
-                }
-                None => {
-                    warn!("consumer cancelled by the broker; reconnecting");
-                    break;
-                }
-            };
-            // Whatever else has already arrived joins the batch: one commit for all.
-            let mut batch = vec![first];
-            let mut broken = false;
-            while batch.len() < usize::from(settings.prefetch.max(1)) {
-                match consumer.next().now_or_never() {
-                    Some(Some(Ok(d))) => batch.push(d),
-                    Some(Some(Err(_)) | None) => {
-                        broken = true;
-                        break;
-                    }
-                    None => break,
-                }
-            }
             match handle_batch(&hub, &rejections, &batch, &mut shutdown).await {
                 Handled::Acked => processed.notify_one(),
                 Handled::BrokerLost => break,
@@ -123,8 +85,7 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
 /// processed goes back to the queue unacknowledged. (An explicit
 /// basic.cancel first made lapin report a protocol error on the cancel-ok.)
 async fn close(connection: &Connection, channel: &Channel) {
-    let _ = tokio::time::timeout(amqp::CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
-    amqp::close_connection(connection, "OK").await;
+    amqp::close(connection, channel).await;
     info!("consumer stopped");
 }
 
@@ -134,7 +95,7 @@ async fn handle_batch(
     batch: &[Delivery],
     shutdown: &mut watch::Receiver<bool>,
 ) -> Handled {
-    let mut backoff = amqp::backoff();
+    let mut waits = backoff::backoff();
     loop {
         // A panic in processing is a defect like any other: caught, and the
         // batch retried one message at a time so only the culprit suffers.
@@ -151,13 +112,9 @@ async fn handle_batch(
             Ok(Ok(outcomes)) => outcomes,
             Ok(Err(ProcessError::Transient(e))) => {
                 hub.metrics.transient();
-                let wait = backoff.next().unwrap_or_default();
+                let wait = waits.next().unwrap_or_default();
                 warn!(error = %e, ?wait, "a dependency is down; the messages wait");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => {}
-                }
-                if *shutdown.borrow() {
+                if !backoff::sleep_unless_stopped(wait, shutdown).await {
                     return Handled::Abandoned;
                 }
                 continue;

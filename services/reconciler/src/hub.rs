@@ -44,26 +44,8 @@ impl From<anyhow::Error> for ProcessError {
     }
 }
 
-/// Connection trouble, a restarting server, a serialization failure or a
-/// deadlock: worth waiting for.
-pub fn is_transient(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") // connection exception
-                || code.starts_with("53") // insufficient resources
-                || code.starts_with("57P") // admin shutdown, crash shutdown, cannot connect now
-                || code == "40001" // serialization failure
-                || code == "40P01" // deadlock detected
-        }),
-        _ => false,
-    }
-}
+/// Outage or defect: decided by the runtime, in one place.
+pub use dynzero_runtime::is_transient;
 
 /// What became of one message: the one answer the consumer settles a
 /// delivery by.

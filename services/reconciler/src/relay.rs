@@ -4,8 +4,10 @@
 //! household's versions in the order they were written.
 
 use crate::amqp;
-use crate::hub::{Hub, is_transient};
+use crate::hub::Hub;
 use dynzero_contracts::outbound::Stream;
+use dynzero_runtime::backoff::{self, Reconnect};
+use dynzero_runtime::is_transient;
 use lapin::Channel;
 use sqlx::Row;
 use std::sync::Arc;
@@ -29,10 +31,11 @@ enum RelayError {
 
 /// Relay until `shutdown` turns true and the outbox is empty.
 pub async fn run(hub: Arc<Hub>, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = amqp::backoff();
+    let mut reconnect = Reconnect::new();
+    let mut backoff = backoff::backoff();
     loop {
         let session = async {
-            let connection = amqp::connect(&hub.settings.amqp.url).await?;
+            let connection = amqp::connect(&hub.settings.amqp).await?;
             let channel = amqp::confirm_channel(&connection).await?;
             amqp::declare_topology(&channel, &hub.settings.amqp).await?;
             Ok::<_, lapin::Error>((connection, channel))
@@ -44,23 +47,19 @@ pub async fn run(hub: Arc<Hub>, wake: Arc<Notify>, mut shutdown: watch::Receiver
                     warn!(error = %e, "shutting down with the broker unreachable; the outbox keeps the rest");
                     return;
                 }
-                let wait = backoff.next().unwrap_or_default();
+                let wait = reconnect.next_wait();
                 warn!(error = %e, ?wait, "broker unavailable; the relay will retry");
                 tokio::time::sleep(wait).await;
                 continue;
             }
         };
+        reconnect.connected();
         loop {
             match relay_batch(&hub, &channel).await {
                 Ok(0) => {
-                    backoff = amqp::backoff();
+                    backoff = backoff::backoff();
                     if *shutdown.borrow() {
-                        let _ = tokio::time::timeout(
-                            amqp::CLOSE_TIMEOUT,
-                            channel.close(200, "OK".into()),
-                        )
-                        .await;
-                        amqp::close_connection(&connection, "OK").await;
+                        amqp::close(&connection, &channel).await;
                         info!("relay stopped with an empty outbox");
                         return;
                     }
@@ -71,7 +70,7 @@ pub async fn run(hub: Arc<Hub>, wake: Arc<Notify>, mut shutdown: watch::Receiver
                     }
                 }
                 Ok(n) => {
-                    backoff = amqp::backoff();
+                    backoff = backoff::backoff();
                     hub.metrics.published(n as u64);
                 }
                 Err(RelayError::Database(e)) if is_transient(&e) => {
@@ -86,7 +85,7 @@ pub async fn run(hub: Arc<Hub>, wake: Arc<Notify>, mut shutdown: watch::Receiver
             }
         }
         amqp::close_connection(&connection, "reconnecting").await;
-        tokio::time::sleep(backoff.next().unwrap_or_default()).await;
+        tokio::time::sleep(reconnect.next_wait()).await;
     }
 }
 

@@ -4,14 +4,16 @@
 use crate::clock::Clock;
 use crate::hub::{Hub, ProcessError};
 use crate::metrics::Metrics;
-use crate::settings::{Settings, redact};
-use crate::{amqp, consumer, relay};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use crate::settings::Settings;
+use crate::{consumer, relay};
+use dynzero_runtime::database;
+use dynzero_runtime::health::Liveness;
+use dynzero_runtime::shutdown::finish_by;
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -34,6 +36,8 @@ impl Parts {
 
 pub struct Reconciler {
     hub: Arc<Hub>,
+    /// Its loops, for `/healthz`.
+    liveness: Liveness,
 }
 
 impl Reconciler {
@@ -46,28 +50,14 @@ impl Reconciler {
         // fast-growing database (a city backfill) has statistics from when it
         // was small, which made the planner scan whole fact tables for a few
         // dozen ids: cost per message grew with history (see BENCHMARKS.md).
-        let options = PgConnectOptions::from_str(&settings.database.url)?.options([
+        let options = database::options(&settings.database)?.options([
             ("plan_cache_mode", "force_custom_plan"),
             ("enable_seqscan", "off"),
         ]);
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.database.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
-        let mut backoff = amqp::backoff();
-        loop {
-            match MIGRATOR.run(&pool).await {
-                Ok(()) => break,
-                Err(sqlx::migrate::MigrateError::Execute(e)) if crate::hub::is_transient(&e) => {
-                    let wait = backoff.next().unwrap_or_default();
-                    warn!(error = %e, url = %redact(&settings.database.url), ?wait, "database unavailable; waiting");
-                    tokio::time::sleep(wait).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        info!(url = %redact(&settings.database.url), "database ready");
+        let pool = database::pool(&settings.database, options);
+        database::migrate(&MIGRATOR, &pool, &settings.database.url).await?;
         Ok(Self {
+            liveness: Liveness::default(),
             hub: Arc::new(Hub {
                 pool,
                 rules,
@@ -82,8 +72,14 @@ impl Reconciler {
         &self.hub
     }
 
+    pub fn liveness(&self) -> &Liveness {
+        &self.liveness
+    }
+
     /// Run until `shutdown` resolves; then stop consuming, finish and ack what
-    /// is in flight, flush the relay, and close.
+    /// is in flight, flush the relay, and close — all within
+    /// `shutdown.grace_secs`, whatever is away: what is still running then
+    /// is stopped, and the outbox keeps what was not published.
     pub async fn run_until(
         self,
         parts: Parts,
@@ -96,36 +92,57 @@ impl Reconciler {
         } else {
             0
         };
+        let live = &self.liveness;
         let consumers: Vec<_> = (0..consumers)
             .map(|_| {
-                tokio::spawn(consumer::run(
-                    self.hub.clone(),
-                    wake.clone(),
-                    stopped.clone(),
-                ))
+                let run = consumer::run(self.hub.clone(), wake.clone(), stopped.clone());
+                tokio::spawn(live.watch("consumer", run))
             })
             .collect();
-        let sweeper = parts
-            .sweeper
-            .then(|| tokio::spawn(sweep_loop(self.hub.clone(), wake.clone(), stopped.clone())));
+        let sweeper = parts.sweeper.then(|| {
+            let run = sweep_loop(self.hub.clone(), wake.clone(), stopped.clone());
+            tokio::spawn(live.watch("sweeper", run))
+        });
         let (relay_stop, relay_stopped) = watch::channel(false);
-        let relay = parts
-            .relay
-            .then(|| tokio::spawn(relay::run(self.hub.clone(), wake.clone(), relay_stopped)));
+        let relay = parts.relay.then(|| {
+            let run = relay::run(self.hub.clone(), wake.clone(), relay_stopped);
+            tokio::spawn(live.watch("relay", run))
+        });
         shutdown.await;
-        info!("shutting down");
+        let grace = self.hub.settings.shutdown.grace();
+        let reserve = dynzero_runtime::shutdown::reserve(grace);
+        let deadline = Instant::now() + grace - reserve;
+        info!(?grace, "shutting down");
         let _ = stop.send(true);
         for task in consumers.into_iter().chain(sweeper) {
-            task.await?;
+            finish_by(task, deadline, "consumer or sweeper").await?;
         }
         // The relay goes last, so what the consumer committed is published.
         let _ = relay_stop.send(true);
         wake.notify_one();
         if let Some(relay) = relay {
-            relay.await?;
+            finish_by(relay, deadline, "relay").await?;
         }
-        self.hub.pool.close().await;
+        self.report_outbox(reserve / 2).await;
+        let _ = tokio::time::timeout(reserve / 2, self.hub.pool.close()).await;
         Ok(())
+    }
+
+    /// The last word: how many outputs wait in the outbox for the next start.
+    async fn report_outbox(&self, limit: Duration) {
+        let count =
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM outbox").fetch_one(&self.hub.pool);
+        match tokio::time::timeout(limit, count).await {
+            Ok(Ok(0)) => info!(outbox_rows_left = 0, "reconciler stopped; outbox empty"),
+            Ok(Ok(left)) => warn!(
+                outbox_rows_left = left,
+                "reconciler stopped; the next start publishes the outbox rows left"
+            ),
+            _ => warn!(
+                outbox_rows_left = "unknown",
+                "reconciler stopped with the database away; the next start publishes what the outbox holds"
+            ),
+        }
     }
 }
 

@@ -1,237 +1,174 @@
-//! The reconciler's configuration. Defaults are the contract's names and limits.
+//! The reconciler's configuration: the shared `[amqp]`, `[database]`,
+//! `[metrics]` and `[shutdown]` sections and its own `[rules]` and `[sweep]`.
+//! Every value comes from `config/default.toml` and the layers over it; a bad
+//! one is an error at start naming its key, never a silent clamp.
 
 use dynzero_domain::ids::Money;
 use dynzero_domain::retirement::FemaleCategory;
 use dynzero_domain::rules::{MinimumWage, Rules};
-use serde::Deserialize;
+use dynzero_runtime::config::{self, ConfigError, ensure};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::time::Duration;
 
-#[derive(Clone, Deserialize)]
-#[serde(default)]
-pub struct AmqpSettings {
-    pub url: String,
-    pub inbound_exchange: String,
-    pub households_exchange: String,
-    pub alerts_exchange: String,
-    pub rejected_exchange: String,
-    /// The durable quorum queue the reconciler consumes.
-    pub queue: String,
-    pub rejected_queue: String,
-    /// Unacknowledged deliveries in flight per consumer.
-    pub prefetch: u16,
-    /// Consumers in one process, each with its own channel and transaction:
-    /// while one batch commits, the next is being applied.
-    pub consumers: u16,
-    /// The hub rejects a message as `poison` once `x-delivery-count` reaches this.
-    pub poison_after: u32,
-    /// The broker's own last-resort limit (`x-delivery-limit`); above `poison_after`.
-    pub broker_delivery_limit: u32,
-}
+pub use dynzero_runtime::redact;
+pub use dynzero_runtime::settings::{
+    AmqpSettings, DatabaseSettings, MetricsSettings, ShutdownSettings,
+};
 
-impl Default for AmqpSettings {
-    fn default() -> Self {
-        Self {
-            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-            inbound_exchange: "dynzero.inbound".into(),
-            households_exchange: "dynzero.households".into(),
-            alerts_exchange: "dynzero.alerts".into(),
-            rejected_exchange: "dynzero.rejected".into(),
-            queue: "dynzero.reconciler".into(),
-            rejected_queue: "dynzero.rejected".into(),
-            prefetch: 64,
-            consumers: 1,
-            poison_after: 5,
-            broker_delivery_limit: 10,
+/// An amount in yuan as configured: decimal text (`"2100.50"`) or a number,
+/// at most 2 decimals, read exactly (a number is read from its shortest
+/// decimal text, so `2100.5` is 2100.50 yuan, never a rounded float).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Yuan(pub Money);
+
+impl<'de> Deserialize<'de> for Yuan {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl Visitor<'_> for Text {
+            type Value = Yuan;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an amount in yuan, at most 2 decimals, e.g. \"2100.00\"")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Yuan, E> {
+                Money::from_yuan_str(text.trim())
+                    .map(Yuan)
+                    .map_err(|e| E::custom(format!("{text:?} yuan: {e}")))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Yuan, E> {
+                self.visit_str(&n.to_string())
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Yuan, E> {
+                self.visit_str(&n.to_string())
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Yuan, E> {
+                self.visit_str(&n.to_string())
+            }
         }
+        d.deserialize_any(Text)
     }
 }
 
-impl AmqpSettings {
-    /// All names with a prefix: what tests use to stay out of each other's way.
-    pub fn prefixed(prefix: &str) -> Self {
-        let d = Self::default();
-        Self {
-            inbound_exchange: format!("{prefix}{}", d.inbound_exchange),
-            households_exchange: format!("{prefix}{}", d.households_exchange),
-            alerts_exchange: format!("{prefix}{}", d.alerts_exchange),
-            rejected_exchange: format!("{prefix}{}", d.rejected_exchange),
-            queue: format!("{prefix}{}", d.queue),
-            rejected_queue: format!("{prefix}{}", d.rejected_queue),
-            ..d
-        }
+impl Serialize for Yuan {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
 }
 
-#[derive(Clone, Deserialize)]
-#[serde(default)]
-pub struct DatabaseSettings {
-    pub url: String,
-    pub max_connections: u32,
-}
-
-impl Default for DatabaseSettings {
-    fn default() -> Self {
-        Self {
-            url: "postgres://postgres@127.0.0.1:5432/dynzero".into(),
-            max_connections: 8,
-        }
-    }
+/// Women's retirement category, as configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub enum FemaleCategorySetting {
+    F55,
+    F50,
 }
 
 /// A minimum wage for the divisions starting with `prefix`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct MinimumWageEntry {
     pub prefix: String,
-    pub yuan: f64,
+    pub yuan: Yuan,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RulesSettings {
-    /// `F55` (default) or `F50`.
-    pub female_category: String,
-    pub minimum_wage_yuan: f64,
+    pub female_category: FemaleCategorySetting,
+    /// 最低工资标准 for every division without a longer prefix in `minimum_wage`.
+    pub minimum_wage_yuan: Yuan,
     pub minimum_wage: Vec<MinimumWageEntry>,
-    pub placement_limit_days: i64,
+    /// `placement_overdue` is raised this many days into a zero-employment spell.
+    pub placement_limit_days: u32,
     pub max_body_bytes: usize,
 }
 
-impl Default for RulesSettings {
-    fn default() -> Self {
-        Self {
-            female_category: "F55".into(),
-            minimum_wage_yuan: 2100.0,
-            minimum_wage: Vec::new(),
-            placement_limit_days: 30,
-            max_body_bytes: dynzero_contracts::inbound::DEFAULT_MAX_BODY_BYTES,
-        }
-    }
-}
-
 impl RulesSettings {
-    pub fn rules(&self) -> anyhow::Result<Rules> {
-        let money = |yuan: f64| {
-            Money::from_fen((yuan * 100.0).round() as i64)
-                .map_err(|e| anyhow::anyhow!("minimum wage {yuan}: {e}"))
-        };
-        let female_category = match self.female_category.as_str() {
-            "F55" => FemaleCategory::F55,
-            "F50" => FemaleCategory::F50,
-            other => anyhow::bail!("rules.female_category must be F55 or F50, is {other}"),
+    pub fn defaults() -> Self {
+        config::defaults("rules")
+    }
+
+    /// The domain's rules: the one place they are built from configuration.
+    pub fn rules(&self) -> Result<Rules, ConfigError> {
+        let female_category = match self.female_category {
+            FemaleCategorySetting::F55 => FemaleCategory::F55,
+            FemaleCategorySetting::F50 => FemaleCategory::F50,
         };
         let mut table = Vec::new();
         for entry in &self.minimum_wage {
-            table.push((entry.prefix.clone(), money(entry.yuan)?));
+            let prefix = &entry.prefix;
+            ensure(
+                (1..=12).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_digit()),
+                "rules.minimum_wage.prefix",
+                &format!("{prefix:?} must be 1 to 12 digits of a division code"),
+            )?;
+            table.push((prefix.clone(), entry.yuan.0));
         }
+        ensure(
+            self.placement_limit_days >= 1,
+            "rules.placement_limit_days",
+            "must be at least 1",
+        )?;
+        ensure(
+            self.max_body_bytes >= 1,
+            "rules.max_body_bytes",
+            "must be at least 1",
+        )?;
         Ok(Rules {
-            minimum_wage: MinimumWage::new(money(self.minimum_wage_yuan)?, table),
+            minimum_wage: MinimumWage::new(self.minimum_wage_yuan.0, table),
             female_category,
-            placement_limit_days: u32::try_from(self.placement_limit_days).map_err(|_| {
-                anyhow::anyhow!(
-                    "rules.placement_limit_days must be 0 or more, is {}",
-                    self.placement_limit_days
-                )
-            })?,
+            placement_limit_days: self.placement_limit_days,
         })
     }
 }
 
-#[derive(Clone, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct SweepSettings {
     pub interval_secs: u64,
 }
 
-impl Default for SweepSettings {
-    fn default() -> Self {
-        Self { interval_secs: 30 }
-    }
-}
-
 impl SweepSettings {
     pub fn interval(&self) -> Duration {
-        Duration::from_secs(self.interval_secs.max(1))
+        Duration::from_secs(self.interval_secs)
     }
 }
 
-#[derive(Clone, Default, Deserialize)]
-#[serde(default)]
+/// The sections the reconciler reads. Sections it does not read are passed
+/// over here; the binary's one configuration tree refuses unknown ones.
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Settings {
     pub amqp: AmqpSettings,
     pub database: DatabaseSettings,
     pub rules: RulesSettings,
     pub sweep: SweepSettings,
     pub metrics: MetricsSettings,
+    pub shutdown: ShutdownSettings,
 }
 
 impl Settings {
+    /// The built-in configuration.
+    pub fn defaults() -> Self {
+        config::built_in_settings()
+    }
+
+    /// Every value checked, the rules built once to prove they can be.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.amqp.validate()?;
+        self.database.validate()?;
+        self.shutdown.validate()?;
+        self.rules.rules()?;
+        ensure(
+            self.sweep.interval_secs >= 1,
+            "sweep.interval_secs",
+            "must be at least 1",
+        )
+    }
+
     /// These settings as the environment variables (`DYNZERO__SECTION__KEY`)
-    /// that give them to another `dynzero` process: names, connections,
-    /// consumers and the metrics address. Rules and sweep stay at the
-    /// process's own configuration.
-    pub fn environment(&self) -> Vec<(&'static str, String)> {
-        let a = &self.amqp;
-        vec![
-            ("DYNZERO__AMQP__URL", a.url.clone()),
-            (
-                "DYNZERO__AMQP__INBOUND_EXCHANGE",
-                a.inbound_exchange.clone(),
-            ),
-            (
-                "DYNZERO__AMQP__HOUSEHOLDS_EXCHANGE",
-                a.households_exchange.clone(),
-            ),
-            ("DYNZERO__AMQP__ALERTS_EXCHANGE", a.alerts_exchange.clone()),
-            (
-                "DYNZERO__AMQP__REJECTED_EXCHANGE",
-                a.rejected_exchange.clone(),
-            ),
-            ("DYNZERO__AMQP__QUEUE", a.queue.clone()),
-            ("DYNZERO__AMQP__REJECTED_QUEUE", a.rejected_queue.clone()),
-            ("DYNZERO__AMQP__PREFETCH", a.prefetch.to_string()),
-            ("DYNZERO__AMQP__CONSUMERS", a.consumers.to_string()),
-            ("DYNZERO__AMQP__POISON_AFTER", a.poison_after.to_string()),
-            ("DYNZERO__DATABASE__URL", self.database.url.clone()),
-            ("DYNZERO__METRICS__LISTEN", self.metrics.listen.clone()),
-        ]
-    }
-}
-
-/// Where `dynzero run` serves `/metrics` (Prometheus text); empty: nowhere.
-#[derive(Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct MetricsSettings {
-    pub listen: String,
-}
-
-/// A URL with its password replaced, for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-impl fmt::Debug for Settings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settings")
-            .field("amqp.url", &redact(&self.amqp.url))
-            .field("amqp.queue", &self.amqp.queue)
-            .field("database.url", &redact(&self.database.url))
-            .field("rules", &self.rules)
-            .finish_non_exhaustive()
+    /// that give them to another `dynzero` process.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        config::environment(self)
     }
 }
 
@@ -240,16 +177,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_are_redacted() {
+    fn the_built_in_settings_are_valid() {
+        let settings = Settings::defaults();
+        settings.validate().unwrap();
+        let rules = settings.rules.rules().unwrap();
+        assert_eq!(rules, Rules::default());
+    }
+
+    #[test]
+    fn wages_are_exact_and_bad_ones_are_refused() {
+        let table: [(&str, Option<i64>); 7] = [
+            (r#""2100.50""#, Some(210_050)),
+            ("2100.5", Some(210_050)),
+            ("2100", Some(210_000)),
+            ("0.1", Some(10)),
+            ("2100.005", None),
+            ("-1", None),
+            (r#""lots""#, None),
+        ];
+        for (json, fen) in table {
+            let parsed = serde_json::from_str::<Yuan>(json).ok().map(|y| y.0.fen());
+            assert_eq!(parsed, fen, "{json}");
+        }
+    }
+
+    #[test]
+    fn bad_rules_are_errors_naming_the_key() {
+        let mut rules = RulesSettings::defaults();
+        rules.placement_limit_days = 0;
+        let e = rules.rules().unwrap_err().to_string();
+        assert!(e.contains("rules.placement_limit_days"), "{e}");
+        let mut rules = RulesSettings::defaults();
+        rules.minimum_wage.push(MinimumWageEntry {
+            prefix: "21x".into(),
+            yuan: Yuan(Money::ZERO),
+        });
+        let e = rules.rules().unwrap_err().to_string();
+        assert!(e.contains("rules.minimum_wage.prefix"), "{e}");
+    }
+
+    #[test]
+    fn debug_and_environment_carry_the_settings() {
+        let settings = Settings::defaults();
+        let env = settings.environment();
+        let value = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        assert_eq!(value("DYNZERO__AMQP__PREFETCH").as_deref(), Some("64"));
         assert_eq!(
-            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
+            value("DYNZERO__RULES__MINIMUM_WAGE_YUAN").as_deref(),
+            Some("2100.00")
         );
         assert_eq!(
-            redact("postgres://postgres@h/db"),
-            "postgres://postgres@h/db"
+            value("DYNZERO__SHUTDOWN__GRACE_SECS").as_deref(),
+            Some("20")
         );
-        let settings = Settings::default();
-        assert!(!format!("{settings:?}").contains("guest:guest"));
     }
 }

@@ -1,0 +1,150 @@
+//! `dynzero run` and `dynzero migrate`: the services of this process side by
+//! side, with the metrics and health endpoint, until SIGTERM or SIGINT.
+
+use crate::config::Config;
+use dynzero_reconciler::clock::SystemClock;
+use dynzero_reconciler::service::{MIGRATOR, Parts, Reconciler};
+use dynzero_runtime::health::{Liveness, Readiness};
+use dynzero_runtime::http::{self, Endpoint, Source};
+use dynzero_runtime::settings::DatabaseSettings;
+use dynzero_runtime::{amqp, database};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::info;
+
+type Services = JoinSet<anyhow::Result<()>>;
+
+/// Create the database if allowed and missing, and run both services' migrations.
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    let settings = &config.database;
+    database::ensure_exists(settings).await?;
+    let pool = database::pool(settings, database::options(settings)?);
+    database::migrate(&MIGRATOR, &pool, &settings.url).await?;
+    let notifier = dynzero_notifier::store::migrator();
+    database::migrate(&notifier, &pool, &settings.url).await?;
+    pool.close().await;
+    println!("migrations applied");
+    Ok(())
+}
+
+fn until_stopped(stopped: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut stopped = stopped.clone();
+    async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+}
+
+pub async fn run(config: Config, parts: Parts, notifier: bool, api: bool) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let stop = Arc::new(stop);
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+    }
+    // A signal during the start (a database or broker still away) ends it too.
+    let mut services = tokio::select! {
+        started = start(&config, parts, notifier, api, &stopped) => started?,
+        _ = until_stopped(&stopped) => {
+            info!("stopped before the start was complete");
+            return Ok(());
+        }
+    };
+    tokio::select! {
+        _ = until_stopped(&stopped) => {}
+        Some(ended) = services.join_next() => {
+            // A service ending by itself is an error worth stopping for.
+            let _ = stop.send(true);
+            ended??;
+            anyhow::bail!("a service stopped by itself");
+        }
+    }
+    while let Some(ended) = services.join_next().await {
+        ended??;
+    }
+    Ok(())
+}
+
+/// Everything up to serving: the database there (created if allowed), the
+/// broker reachable with a configuration that works (a TLS failure is a
+/// configuration error, not an outage), then the services and the endpoint.
+async fn start(
+    config: &Config,
+    parts: Parts,
+    notifier: bool,
+    api: bool,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<Services> {
+    database::ensure_exists(&config.database).await?;
+    let mut shutdown = stopped.clone();
+    if let Some(connection) = amqp::connect_at_start(&config.amqp, &mut shutdown).await? {
+        amqp::close_connection(&connection, "checked").await;
+    }
+    let mut services = JoinSet::new();
+    let mut sources: Vec<Source> = Vec::new();
+    let mut liveness: Vec<Liveness> = Vec::new();
+    if parts.consumer || parts.relay || parts.sweeper {
+        let reconciler = Reconciler::build(config.reconciler(), Arc::new(SystemClock)).await?;
+        let metrics = reconciler.hub().metrics.clone();
+        sources.push(Arc::new(move || metrics.render()));
+        liveness.push(reconciler.liveness().clone());
+        services.spawn(reconciler.run_until(parts, until_stopped(stopped)));
+    }
+    if notifier {
+        let notifier = dynzero_notifier::service::Notifier::build(config.notifier()).await?;
+        let metrics = notifier.metrics().clone();
+        sources.push(Arc::new(move || metrics.render()));
+        liveness.push(notifier.liveness().clone());
+        services.spawn(notifier.run_until(until_stopped(stopped)));
+    }
+    if api {
+        let settings = config.api();
+        let pool = dynzero_api::service::connect(&settings).await?;
+        let api = dynzero_api::service::Api::build(settings, pool).await?;
+        services.spawn(api.run_until(until_stopped(stopped)));
+    }
+    if !config.metrics.listen.is_empty() {
+        let listener = tokio::net::TcpListener::bind(&config.metrics.listen).await?;
+        let probes = DatabaseSettings {
+            max_connections: 1,
+            ..config.database.clone()
+        };
+        let readiness = Readiness {
+            pool: database::pool(&probes, database::options(&probes)?),
+            amqp: config.amqp.clone(),
+        };
+        let endpoint = Endpoint {
+            sources,
+            liveness,
+            readiness,
+        };
+        services.spawn(http::serve(listener, endpoint, until_stopped(stopped)));
+    }
+    Ok(services)
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

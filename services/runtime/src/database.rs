@@ -1,0 +1,114 @@
+//! PostgreSQL: pools, migrations that wait out an outage, and creating a
+//! missing database when the configuration allows it.
+
+use crate::config::ConfigError;
+use crate::fault::{self, Fault};
+use crate::settings::{CreateIfMissing, DatabaseSettings, redact};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use std::str::FromStr;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// How long a statement waits for a pooled connection before the attempt
+/// counts as an outage.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection options of `database.url`; a URL that cannot be read is
+/// a configuration error.
+pub fn options(settings: &DatabaseSettings) -> Result<PgConnectOptions, ConfigError> {
+    PgConnectOptions::from_str(&settings.url)
+        .map_err(|e| ConfigError(format!("database.url {}: {e}", redact(&settings.url))))
+}
+
+/// A pool that connects on first use, so a process starts while the
+/// database is away.
+pub fn pool(settings: &DatabaseSettings, options: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options)
+}
+
+/// Run `migrator`, waiting out an outage with backoff; a TLS or certificate
+/// failure is a [`ConfigError`], anything else an error.
+pub async fn migrate(migrator: &Migrator, pool: &PgPool, url: &str) -> anyhow::Result<()> {
+    let mut waits = crate::backoff::backoff();
+    loop {
+        let e = match migrator.run(pool).await {
+            Ok(()) => break,
+            Err(MigrateError::Execute(e)) => e,
+            Err(e) => return Err(e.into()),
+        };
+        match fault::database(&e) {
+            Fault::Outage => {
+                let wait = waits.next().unwrap_or_default();
+                warn!(error = %e, url = %redact(url), ?wait, "database unavailable; waiting");
+                tokio::time::sleep(wait).await;
+            }
+            Fault::Configuration => {
+                return Err(ConfigError(format!("database {}: {e}", redact(url))).into());
+            }
+            Fault::Defect => return Err(e.into()),
+        }
+    }
+    info!(url = %redact(url), "database ready");
+    Ok(())
+}
+
+/// Whether the URL's server is on this machine.
+fn is_local(options: &PgConnectOptions) -> bool {
+    let host = options.get_host();
+    host.starts_with('/') || matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]")
+}
+
+/// Make sure `database.url`'s database exists: create it if it is missing
+/// and `database.create_if_missing` allows, else a [`ConfigError`] saying so.
+/// Nothing is decided while the server is away: that is an outage, for the
+/// migrations to wait out.
+pub async fn ensure_exists(settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let options = options(settings)?;
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let e = match PgConnection::connect_with(&options).await {
+        Ok(connection) => {
+            let _ = connection.close().await;
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let missing = matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"));
+    if !missing {
+        if fault::database(&e) == Fault::Configuration {
+            return Err(ConfigError(format!("database {}: {e}", redact(&settings.url))).into());
+        }
+        return Ok(());
+    }
+    let allowed = match settings.create_if_missing {
+        CreateIfMissing::Always => true,
+        CreateIfMissing::Local => is_local(&options),
+        CreateIfMissing::Never => false,
+    };
+    if !allowed {
+        return Err(ConfigError(format!(
+            "database {name:?} does not exist on {} and database.create_if_missing does not allow creating it (create it, or set it to \"always\")",
+            redact(&settings.url)
+        ))
+        .into());
+    }
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres")).await?;
+    let quoted = name.replace('"', "\"\"");
+    let created = sqlx::query(AssertSqlSafe(format!(r#"CREATE DATABASE "{quoted}""#)))
+        .execute(&mut admin)
+        .await;
+    let _ = admin.close().await;
+    match created {
+        Ok(_) => info!(database = %name, "created the missing database"),
+        // Another process created it in the meantime.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P04") => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
