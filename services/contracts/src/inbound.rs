@@ -354,13 +354,13 @@ fn layoff(w: wire::Layoff, at: &Arrived) -> Result<InboundFact, Rejection> {
     }))
 }
 
-/// A start or an end: who, on which date (at `date_pointer`), with which
-/// employer; then what else the event carries. Checked in that order.
+/// A start or an end: who (and with which employer), on which date (at
+/// `date_pointer`); then what else the event carries. Checked in the order:
+/// id number, date, employer, the rest.
 fn employment(
     at: &Arrived,
-    id_number: &str,
+    (id_number, employer): (&str, &wire::Employer),
     (on, date_pointer): (&str, &str),
-    employer: &wire::Employer,
     event: impl FnOnce(Uscc) -> Result<EmploymentEvent, Rejection>,
 ) -> Result<InboundFact, Rejection> {
     Ok(InboundFact::Employment(EmploymentFact {
@@ -373,9 +373,8 @@ fn employment(
 fn employment_started(w: wire::Started, at: &Arrived) -> Result<InboundFact, Rejection> {
     employment(
         at,
-        &w.id_number,
+        (&w.id_number, &w.employer),
         (&w.start_date, "/start_date"),
-        &w.employer,
         |employer| {
             Ok(EmploymentEvent::Started {
                 employer,
@@ -393,9 +392,8 @@ fn employment_started(w: wire::Started, at: &Arrived) -> Result<InboundFact, Rej
 fn employment_ended(w: wire::Ended, at: &Arrived) -> Result<InboundFact, Rejection> {
     employment(
         at,
-        &w.id_number,
+        (&w.id_number, &w.employer),
         (&w.end_date, "/end_date"),
-        &w.employer,
         |employer| Ok(EmploymentEvent::Ended { employer }),
     )
 }

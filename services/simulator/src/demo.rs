@@ -44,20 +44,18 @@ impl City {
             .as_bytes(),
             "household.moved",
         ));
-        out.push(bad(
-            json!({"specversion": "1.0", "id": "x-2", "source": "test", "type": "employment.ended",
-                   "time": time.to_rfc3339(),
-                   "data": {"id_number": "210302199001011234", "employer": {"uscc": "91210300MA0XXXXXX1"},
-                            "end_date": "2026-02-30", "reason": "resigned"}}).to_string().as_bytes(),
-            "employment.ended",
-        ));
-        out.push(bad(
-            json!({"specversion": "1.0", "id": "x-3", "source": "test", "type": "employment.ended",
-                   "time": time.to_rfc3339(),
-                   "data": {"id_number": "210302199001011234", "employer": {"uscc": "91210300MA0XXXXXX1"},
-                            "end_date": "2026-02-03", "reason": "resigned"}}).to_string().as_bytes(),
-            "employment.ended",
-        ));
+        let bad_end = |id: &str, end_date: &str| {
+            let body = json!({
+                "specversion": "1.0", "id": id, "source": "test", "type": "employment.ended",
+                "time": time.to_rfc3339(),
+                "data": {"id_number": "210302199001011234",
+                         "employer": {"uscc": "91210300MA0XXXXXX1"},
+                         "end_date": end_date, "reason": "resigned"},
+            });
+            bad(body.to_string().as_bytes(), "employment.ended")
+        };
+        out.push(bad_end("x-2", "2026-02-30"));
+        out.push(bad_end("x-3", "2026-02-03"));
         out
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::city::City;
 use crate::message::Message;
+use crate::people::Person;
 use chrono::NaiveDate;
 use rand::Rng;
 use serde_json::{Value, json};
@@ -16,21 +17,20 @@ const TITLES: &[&str] = &[
     "电焊工",
 ];
 
+/// A member as a registration lists them.
+fn registered(p: &Person) -> Value {
+    json!({
+        "id_number": p.id_number, "name": p.name, "relation": p.relation,
+        "able_to_work": p.status != "disabled", "seeking_work": true, "status": p.status,
+    })
+}
+
 impl City {
     pub(crate) fn registration(&mut self, h: usize, effective: NaiveDate) -> Message {
         let time = self.tick();
         let id = self.next_id("reg");
         let household = &self.households[h];
-        let members: Vec<Value> = household
-            .members
-            .iter()
-            .map(|p| {
-                json!({
-                    "id_number": p.id_number, "name": p.name, "relation": p.relation,
-                    "able_to_work": p.status != "disabled", "seeking_work": true, "status": p.status,
-                })
-            })
-            .collect();
+        let members: Vec<Value> = household.members.iter().map(registered).collect();
         let data = json!({
             "household_id": household.id, "division_code": household.division,
             "effective_date": effective.to_string(), "members": members,

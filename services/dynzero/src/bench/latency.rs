@@ -28,15 +28,13 @@ pub async fn outputs(
 ) -> anyhow::Result<Arrivals> {
     let channel = connection.create_channel().await?;
     let queue = format!("{prefix}outputs");
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    let no_arguments = FieldTable::default;
     channel
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
+        .queue_declare(queue.as_str().into(), exclusive, no_arguments())
         .await?;
     channel
         .queue_bind(
@@ -44,7 +42,7 @@ pub async fn outputs(
             amqp.households_exchange.as_str().into(),
             "#".into(),
             QueueBindOptions::default(),
-            FieldTable::default(),
+            no_arguments(),
         )
         .await?;
     let mut outputs = channel
@@ -55,7 +53,7 @@ pub async fn outputs(
                 no_ack: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            no_arguments(),
         )
         .await?;
     let (arrivals_tx, arrivals) = unbounded_channel();
