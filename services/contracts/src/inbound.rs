@@ -241,150 +241,199 @@ fn to_fact(
     time: DateTime<Utc>,
     today: NaiveDate,
 ) -> Result<InboundFact, Rejection> {
-    let order = |date: NaiveDate| Order {
-        date,
+    let at = Arrived {
+        source,
+        id,
         time,
-        arrival: 0,
+        today,
     };
-    Ok(match event_type {
-        EventType::HouseholdRegistered => {
-            let w: wire::Registered = deserialize(data)?;
-            let division_code = community(&w.division_code, "/division_code")?;
-            let mut members = Vec::with_capacity(w.members.len());
-            for (i, m) in w.members.iter().enumerate() {
-                members.push(RegisteredMember {
-                    id_number: id_number(&m.id_number, &format!("/members/{i}/id_number"), today)?,
-                    name: m.name.clone(),
-                    relation: m.relation,
-                    able_to_work: m.able_to_work,
-                    seeking_work: m.seeking_work,
-                    status: m.status,
-                });
-            }
-            InboundFact::Registration(Registration {
-                household_id: key(&w.household_id, "/household_id")?,
-                division_code,
-                address: w.address,
-                members,
-                order: order(date(&w.effective_date, "/effective_date")?),
-            })
+    match event_type {
+        EventType::HouseholdRegistered => registration(deserialize(data)?, &at),
+        EventType::HouseholdVisited => visit(deserialize(data)?, &at),
+        EventType::LayoffNotice => layoff(deserialize(data)?, &at),
+        EventType::EmploymentStarted => employment_started(deserialize(data)?, &at),
+        EventType::EmploymentEnded => employment_ended(deserialize(data)?, &at),
+        EventType::SubsidyChanged => subsidy(deserialize(data)?, &at),
+        EventType::JobPosting => posting(deserialize(data)?),
+    }
+}
+
+/// What every fact takes from its message besides `data`.
+struct Arrived<'a> {
+    source: &'a str,
+    id: &'a str,
+    time: DateTime<Utc>,
+    today: NaiveDate,
+}
+
+impl Arrived<'_> {
+    fn order(&self, date: NaiveDate) -> Order {
+        Order {
+            date,
+            time: self.time,
+            arrival: 0,
         }
-        EventType::HouseholdVisited => {
-            let w: wire::Visited = deserialize(data)?;
-            let household_id: HouseholdId = key(&w.household_id, "/household_id")?;
-            let visit_order = order(date(&w.visit_date, "/visit_date")?);
-            let visit = VisitRef {
-                household_id: household_id.clone(),
-                key: format!("{source} {id}"),
-            };
-            let mut findings = Vec::with_capacity(w.findings.len());
-            for (i, f) in w.findings.iter().enumerate() {
-                findings.push(EmploymentFact {
-                    id_number: id_number(&f.id_number, &format!("/findings/{i}/id_number"), today)?,
-                    order: visit_order,
-                    event: EmploymentEvent::Visited {
-                        visit: visit.clone(),
-                        finding: f.employment,
-                    },
-                });
-            }
-            InboundFact::Visit {
-                visit: Visit {
-                    household_id,
-                    order: visit_order,
-                },
-                worker: w.worker,
-                findings,
-            }
-        }
-        EventType::LayoffNotice => {
-            let w: wire::Layoff = deserialize(data)?;
-            let enterprise = Enterprise {
-                uscc: uscc(&w.enterprise.uscc, "/enterprise/uscc")?,
-                name: w.enterprise.name,
-                headcount: count(w.enterprise.headcount, "/enterprise/headcount")?,
-                division_code: division(&w.enterprise.division_code, "/enterprise/division_code")?,
-            };
-            let mut employees = Vec::with_capacity(w.employees.len());
-            for (i, e) in w.employees.into_iter().enumerate() {
-                employees.push((
-                    id_number(&e.id_number, &format!("/employees/{i}/id_number"), today)?,
-                    e.name,
-                ));
-            }
-            InboundFact::Layoff(LayoffNotice {
-                notice_id: key(&w.notice_id, "/notice_id")?,
-                stage: w.stage,
-                enterprise,
-                employees,
-                order: order(date(&w.effective_date, "/effective_date")?),
-            })
-        }
-        EventType::EmploymentStarted => {
-            let w: wire::Started = deserialize(data)?;
-            InboundFact::Employment(EmploymentFact {
-                id_number: id_number(&w.id_number, "/id_number", today)?,
-                order: order(date(&w.start_date, "/start_date")?),
-                event: EmploymentEvent::Started {
-                    employer: uscc(&w.employer.uscc, "/employer/uscc")?,
-                    terms: Terms {
-                        kind: w.kind,
-                        contract_months: months(w.contract_months, "/contract_months")?,
-                        monthly_wage: money(&w.monthly_wage, "/monthly_wage")?,
-                        social_insurance: w.social_insurance,
-                    },
-                },
-            })
-        }
-        EventType::EmploymentEnded => {
-            let w: wire::Ended = deserialize(data)?;
-            InboundFact::Employment(EmploymentFact {
-                id_number: id_number(&w.id_number, "/id_number", today)?,
-                order: order(date(&w.end_date, "/end_date")?),
-                event: EmploymentEvent::Ended {
-                    employer: uscc(&w.employer.uscc, "/employer/uscc")?,
-                },
-            })
-        }
-        EventType::SubsidyChanged => {
-            let w: wire::Subsidy = deserialize(data)?;
-            let applicant = id_number(&w.applicant_id_number, "/applicant_id_number", today)?;
-            let division_code = division(&w.division_code, "/division_code")?;
-            let mut covered_members = Vec::new();
-            for (i, m) in w.covered_members.iter().flatten().enumerate() {
-                covered_members.push(id_number(m, &format!("/covered_members/{i}"), today)?);
-            }
-            InboundFact::Subsidy {
-                change: SubsidyChange {
-                    case_id: key(&w.case_id, "/case_id")?,
-                    applicant,
-                    change: w.change,
-                    monthly_amount: money(&w.monthly_amount, "/monthly_amount")?,
-                    order: order(date(&w.effective_date, "/effective_date")?),
-                },
-                division_code,
-                covered_members,
-            }
-        }
-        EventType::JobPosting => {
-            let w: wire::Posting = deserialize(data)?;
-            InboundFact::Posting(JobPosting {
-                posting_id: key(&w.posting_id, "/posting_id")?,
-                employer: uscc(&w.employer.uscc, "/employer/uscc")?,
-                employer_name: w.employer.name.unwrap_or_default(),
-                title: w.title,
-                openings: count(w.openings, "/openings")?,
-                division_code: community(&w.division_code, "/division_code")?,
-                monthly_wage: money(&w.monthly_wage, "/monthly_wage")?,
-                contract_months: months(w.contract_months, "/contract_months")?,
-                social_insurance: w.social_insurance,
-                public_welfare: w.public_welfare,
-                age_min: w.age_min.map(|a| a.min(u64::from(u32::MAX)) as u32),
-                age_max: w.age_max.map(|a| a.min(u64::from(u32::MAX)) as u32),
-                valid_until: date(&w.valid_until, "/valid_until")?,
-            })
-        }
+    }
+
+    /// The `id_number` at `pointer`, checked as of today.
+    fn id_number(&self, s: &str, pointer: &str) -> Result<IdNumber, Rejection> {
+        id_number(s, pointer, self.today)
+    }
+}
+
+fn registration(w: wire::Registered, at: &Arrived) -> Result<InboundFact, Rejection> {
+    let division_code = community(&w.division_code, "/division_code")?;
+    let mut members = Vec::with_capacity(w.members.len());
+    for (i, m) in w.members.iter().enumerate() {
+        members.push(RegisteredMember {
+            id_number: at.id_number(&m.id_number, &format!("/members/{i}/id_number"))?,
+            name: m.name.clone(),
+            relation: m.relation,
+            able_to_work: m.able_to_work,
+            seeking_work: m.seeking_work,
+            status: m.status,
+        });
+    }
+    Ok(InboundFact::Registration(Registration {
+        household_id: key(&w.household_id, "/household_id")?,
+        division_code,
+        address: w.address,
+        members,
+        order: at.order(date(&w.effective_date, "/effective_date")?),
+    }))
+}
+
+fn visit(w: wire::Visited, at: &Arrived) -> Result<InboundFact, Rejection> {
+    let household_id: HouseholdId = key(&w.household_id, "/household_id")?;
+    let visit_order = at.order(date(&w.visit_date, "/visit_date")?);
+    let visit = VisitRef {
+        household_id: household_id.clone(),
+        key: format!("{} {}", at.source, at.id),
+    };
+    let mut findings = Vec::with_capacity(w.findings.len());
+    for (i, f) in w.findings.iter().enumerate() {
+        findings.push(EmploymentFact {
+            id_number: at.id_number(&f.id_number, &format!("/findings/{i}/id_number"))?,
+            order: visit_order,
+            event: EmploymentEvent::Visited {
+                visit: visit.clone(),
+                finding: f.employment,
+            },
+        });
+    }
+    Ok(InboundFact::Visit {
+        visit: Visit {
+            household_id,
+            order: visit_order,
+        },
+        worker: w.worker,
+        findings,
     })
+}
+
+fn layoff(w: wire::Layoff, at: &Arrived) -> Result<InboundFact, Rejection> {
+    let enterprise = Enterprise {
+        uscc: uscc(&w.enterprise.uscc, "/enterprise/uscc")?,
+        name: w.enterprise.name,
+        headcount: count(w.enterprise.headcount, "/enterprise/headcount")?,
+        division_code: division(&w.enterprise.division_code, "/enterprise/division_code")?,
+    };
+    let mut employees = Vec::with_capacity(w.employees.len());
+    for (i, e) in w.employees.into_iter().enumerate() {
+        employees.push((
+            at.id_number(&e.id_number, &format!("/employees/{i}/id_number"))?,
+            e.name,
+        ));
+    }
+    Ok(InboundFact::Layoff(LayoffNotice {
+        notice_id: key(&w.notice_id, "/notice_id")?,
+        stage: w.stage,
+        enterprise,
+        employees,
+        order: at.order(date(&w.effective_date, "/effective_date")?),
+    }))
+}
+
+/// A start or an end: who (and with which employer), on which date (at
+/// `date_pointer`); then what else the event carries. Checked in the order:
+/// id number, date, employer, the rest.
+fn employment(
+    at: &Arrived,
+    (id_number, employer): (&str, &wire::Employer),
+    (on, date_pointer): (&str, &str),
+    event: impl FnOnce(Uscc) -> Result<EmploymentEvent, Rejection>,
+) -> Result<InboundFact, Rejection> {
+    Ok(InboundFact::Employment(EmploymentFact {
+        id_number: at.id_number(id_number, "/id_number")?,
+        order: at.order(date(on, date_pointer)?),
+        event: event(uscc(&employer.uscc, "/employer/uscc")?)?,
+    }))
+}
+
+fn employment_started(w: wire::Started, at: &Arrived) -> Result<InboundFact, Rejection> {
+    employment(
+        at,
+        (&w.id_number, &w.employer),
+        (&w.start_date, "/start_date"),
+        |employer| {
+            Ok(EmploymentEvent::Started {
+                employer,
+                terms: Terms {
+                    kind: w.kind,
+                    contract_months: months(w.contract_months, "/contract_months")?,
+                    monthly_wage: money(&w.monthly_wage, "/monthly_wage")?,
+                    social_insurance: w.social_insurance,
+                },
+            })
+        },
+    )
+}
+
+fn employment_ended(w: wire::Ended, at: &Arrived) -> Result<InboundFact, Rejection> {
+    employment(
+        at,
+        (&w.id_number, &w.employer),
+        (&w.end_date, "/end_date"),
+        |employer| Ok(EmploymentEvent::Ended { employer }),
+    )
+}
+
+fn subsidy(w: wire::Subsidy, at: &Arrived) -> Result<InboundFact, Rejection> {
+    let applicant = at.id_number(&w.applicant_id_number, "/applicant_id_number")?;
+    let division_code = division(&w.division_code, "/division_code")?;
+    let mut covered_members = Vec::new();
+    for (i, m) in w.covered_members.iter().flatten().enumerate() {
+        covered_members.push(at.id_number(m, &format!("/covered_members/{i}"))?);
+    }
+    Ok(InboundFact::Subsidy {
+        change: SubsidyChange {
+            case_id: key(&w.case_id, "/case_id")?,
+            applicant,
+            change: w.change,
+            monthly_amount: money(&w.monthly_amount, "/monthly_amount")?,
+            order: at.order(date(&w.effective_date, "/effective_date")?),
+        },
+        division_code,
+        covered_members,
+    })
+}
+
+fn posting(w: wire::Posting) -> Result<InboundFact, Rejection> {
+    Ok(InboundFact::Posting(JobPosting {
+        posting_id: key(&w.posting_id, "/posting_id")?,
+        employer: uscc(&w.employer.uscc, "/employer/uscc")?,
+        employer_name: w.employer.name.unwrap_or_default(),
+        title: w.title,
+        openings: count(w.openings, "/openings")?,
+        division_code: community(&w.division_code, "/division_code")?,
+        monthly_wage: money(&w.monthly_wage, "/monthly_wage")?,
+        contract_months: months(w.contract_months, "/contract_months")?,
+        social_insurance: w.social_insurance,
+        public_welfare: w.public_welfare,
+        age_min: w.age_min.map(|a| a.min(u64::from(u32::MAX)) as u32),
+        age_max: w.age_max.map(|a| a.min(u64::from(u32::MAX)) as u32),
+        valid_until: date(&w.valid_until, "/valid_until")?,
+    }))
 }
 
 /// The `data` objects as they travel. The JSON Schemas have already checked

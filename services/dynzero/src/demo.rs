@@ -1,6 +1,7 @@
 //! `dynzero demo`: the hub against the local broker and database, fed a
 //! generated sample of a few communities, and a board of what came out.
 
+use crate::bench::common::{Running, all_settled, props, settled};
 use anyhow::Context;
 use chrono::Utc;
 use dynzero_reconciler::amqp;
@@ -9,8 +10,7 @@ use dynzero_reconciler::service::{Parts, Reconciler};
 use dynzero_reconciler::settings::Settings;
 use dynzero_runtime::settings::{CreateIfMissing, DatabaseSettings};
 use dynzero_simulator::{City, CityConfig};
-use lapin::BasicProperties;
-use lapin::types::ShortString;
+use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,11 +27,8 @@ pub async fn run(settings: Settings, households: usize, seed: u64) -> anyhow::Re
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let today = clock.today();
     let reconciler = Reconciler::build(settings.clone(), clock).await?;
-    let hub = reconciler.hub().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(reconciler.run_until(Parts::ALL, async {
-        let _ = stopped.await;
-    }));
+    let metrics = reconciler.hub().metrics.clone();
+    let running = Running::spawn(|shutdown| reconciler.run_until(Parts::ALL, shutdown));
 
     let tag = format!("{:04X}", rand::random::<u16>());
     let mut config = CityConfig::small(seed, households, households * 2, today);
@@ -43,15 +40,12 @@ pub async fn run(settings: Settings, households: usize, seed: u64) -> anyhow::Re
     let channel = amqp::confirm_channel(&connection).await?;
     amqp::declare_topology(&channel, &settings.amqp).await?;
     for m in &messages {
-        let props = BasicProperties::default()
-            .with_content_type(ShortString::from("application/cloudevents+json"))
-            .with_delivery_mode(2);
         amqp::publish_confirmed(
             &channel,
             &settings.amqp.inbound_exchange,
             &m.routing_key,
             &m.body,
-            props,
+            props(),
         )
         .await?;
     }
@@ -65,27 +59,25 @@ pub async fn run(settings: Settings, households: usize, seed: u64) -> anyhow::Re
     let deadline = Instant::now() + Duration::from_secs(120);
     let total = messages.len() as u64;
     let mut db = PgConnection::connect(&settings.database.url).await?;
-    loop {
-        let m = &hub.metrics;
-        let settled = m.processed_count() + m.duplicate_count() + m.rejected_total();
-        let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&mut db)
-            .await?;
-        if settled >= total && outbox == 0 {
-            break;
-        }
+    while !all_settled(&metrics, total, &mut db).await? {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the hub settled {settled} of {total} messages in 120 s"
+            "the hub settled {} of {total} messages in 120 s",
+            settled(&metrics)
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     print_board(&mut db, &tag, started).await?;
-    let _ = stop.send(());
-    running.await??;
-    Ok(())
+    running.stop().await
 }
 
+/// Zero-employment households, as lines, by district, street and community.
+type Tree = BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<String>>>>;
+
+/// Alerts counted by division, then by kind.
+type AlertCounts = BTreeMap<String, BTreeMap<String, usize>>;
+
+/// What the run produced, district by district, then its alerts and rejections.
 async fn print_board(
     db: &mut PgConnection,
     tag: &str,
@@ -113,9 +105,15 @@ async fn print_board(
 
     println!("\n零就业家庭动态监测看板 — dynzero demo (run {tag})");
     println!("{} households reconciled\n", households.len());
-    let mut tree: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<String>>>> =
-        BTreeMap::new();
-    for row in &households {
+    print_divisions(&tree(&households), &alert_counts(&alerts));
+    print_alerts(&alerts);
+    print_rejections(&rejections);
+    Ok(())
+}
+
+fn tree(households: &[PgRow]) -> Tree {
+    let mut tree = Tree::new();
+    for row in households {
         let division: String = row.get("division_code");
         let community = tree
             .entry(division[..6].to_string())
@@ -139,30 +137,40 @@ async fn print_board(
             ));
         }
     }
-    let mut alert_counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    for row in &alerts {
-        *alert_counts
+    tree
+}
+
+fn alert_counts(alerts: &[PgRow]) -> AlertCounts {
+    let mut counts = AlertCounts::new();
+    for row in alerts {
+        *counts
             .entry(row.get("division_code"))
             .or_default()
             .entry(row.get("kind"))
             .or_default() += 1;
     }
-    let count_under = |prefix: &str| -> String {
-        let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-        for (division, counts) in &alert_counts {
-            if division.starts_with(prefix) {
-                for (kind, n) in counts {
-                    *kinds.entry(kind.as_str()).or_default() += n;
-                }
+    counts
+}
+
+/// `kind n, kind n` for the alerts of every division under `prefix`.
+fn count_under(counts: &AlertCounts, prefix: &str) -> String {
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for (division, by_kind) in counts {
+        if division.starts_with(prefix) {
+            for (kind, n) in by_kind {
+                *kinds.entry(kind.as_str()).or_default() += n;
             }
         }
-        kinds
-            .iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for (district, streets) in &tree {
+    }
+    kinds
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_divisions(tree: &Tree, counts: &AlertCounts) {
+    for (district, streets) in tree {
         let zero: usize = streets
             .values()
             .flat_map(|s| s.values())
@@ -170,19 +178,19 @@ async fn print_board(
             .sum();
         println!(
             "区县 {district}: {zero} 户零就业 | 告警: {}",
-            count_under(district)
+            count_under(counts, district)
         );
         for (street, communities) in streets {
             let zero: usize = communities.values().map(Vec::len).sum();
             println!(
                 "  街道 {street}: {zero} 户零就业 | 告警: {}",
-                count_under(street)
+                count_under(counts, street)
             );
             for (community, zero) in communities {
                 println!(
                     "    社区 {community}: {} 户零就业 | 告警: {}",
                     zero.len(),
-                    count_under(community)
+                    count_under(counts, community)
                 );
                 for household in zero {
                     println!("      - {household}");
@@ -190,6 +198,10 @@ async fn print_board(
             }
         }
     }
+}
+
+/// The first 15 alerts, and how many more there are.
+fn print_alerts(alerts: &[PgRow]) {
     println!("\n告警 ({}):", alerts.len());
     for row in alerts.iter().take(15) {
         println!(
@@ -201,13 +213,15 @@ async fn print_board(
     if alerts.len() > 15 {
         println!("  … and {} more", alerts.len() - 15);
     }
+}
+
+fn print_rejections(rejections: &[PgRow]) {
     println!("\n被拒绝的消息 ({}):", rejections.len());
-    for row in &rejections {
+    for row in rejections {
         println!(
             "  {}: {}",
             row.get::<String, _>("reason"),
             row.get::<String, _>("detail")
         );
     }
-    Ok(())
 }
