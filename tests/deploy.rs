@@ -3,36 +3,11 @@
 //! parts, commands, HTTP routes, ports, metrics, queue names — so they cannot
 //! rot silently when the code changes.
 //!
-//! A few names arrive with other branches of issue 12 (see [`PENDING`]): the
-//! other tests leave them out, and
-//! `names_that_arrive_with_the_other_branches_exist` fails, saying which,
-//! until they are merged.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-
-/// Names the deploy files use that other branches of issue 12 add to the
-/// code: (kind, name, which branch).
-const PENDING: &[(&str, &str, &str)] = &[
-    ("route", "/readyz", "runtime (readiness)"),
-    ("command", "migrate", "runtime (`dynzero migrate`)"),
-    ("metric", "dynzero_outbox_depth", "runtime (metrics)"),
-    (
-        "metric",
-        "dynzero_outbox_oldest_age_seconds",
-        "runtime (metrics)",
-    ),
-    ("metric", "dynzero_notifier_deliveries", "runtime (metrics)"),
-    ("metric", "dynzero_batch_size", "runtime (metrics)"),
-    (
-        "metric",
-        "dynzero_processing_latency_seconds",
-        "runtime (metrics)",
-    ),
-    ("metric", "dynzero_redeliveries_total", "runtime (metrics)"),
-];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -122,16 +97,10 @@ impl Code {
         set.contains(name)
     }
 
-    /// The names of `kind` in `used` the code lacks, leaving out [`PENDING`] ones.
+    /// The names of `kind` in `used` the code lacks.
     fn missing(&self, kind: &str, used: impl IntoIterator<Item = String>) -> Vec<String> {
-        used.into_iter()
-            .filter(|n| !self.has(kind, n) && !is_pending(kind, n))
-            .collect()
+        used.into_iter().filter(|n| !self.has(kind, n)).collect()
     }
-}
-
-fn is_pending(kind: &str, name: &str) -> bool {
-    PENDING.iter().any(|(k, n, _)| *k == kind && *n == name)
 }
 
 fn rust_sources(dir: &Path, out: &mut String) {
@@ -642,19 +611,3 @@ fn keda_scales_the_hub_on_the_reconcilers_queue_and_budgets_cover_deployments() 
 }
 
 // ---------------------------------------------------------------- pending
-
-#[test]
-fn names_that_arrive_with_the_other_branches_exist() {
-    let code = Code::read();
-    let missing: Vec<String> = PENDING
-        .iter()
-        .filter(|(kind, name, _)| !code.has(kind, name))
-        .map(|(kind, name, branch)| format!("{kind} {name:?} (arrives with the {branch} branch)"))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "deploy/ uses names the code does not have yet — merge the branches named, \
-         or rename to what they chose:\n  {}",
-        missing.join("\n  ")
-    );
-}
