@@ -21,6 +21,15 @@ use serde_json::{Map, Value};
 /// The largest body accepted by default (1 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The longest `id`, in characters (the contract's own bound).
+pub const MAX_ID_CHARS: usize = 128;
+/// The longest `source`, in characters. A source is a URN or a short path;
+/// the bound keeps every echo of it (logs, `caused_by`, rejection headers) small.
+pub const MAX_SOURCE_CHARS: usize = 1024;
+/// The longest `type`, in characters: the seven are short, and an unknown one
+/// is echoed in the rejection's detail.
+pub const MAX_TYPE_CHARS: usize = 256;
+
 /// A message that passed every check up to de-duplication.
 #[derive(Debug, Clone)]
 pub struct Inbound {
@@ -150,6 +159,23 @@ fn non_empty_string<'a>(
     }
 }
 
+/// A non-empty string of at most `max` characters.
+fn bounded_string<'a>(
+    envelope: &'a Map<String, Value>,
+    name: &str,
+    max: usize,
+) -> Result<&'a str, Rejection> {
+    let s = non_empty_string(envelope, name)?;
+    // Counting stops at the bound: a 300 KB value costs no more than a short one.
+    if s.chars().nth(max).is_some() {
+        return Err(envelope_invalid(
+            &format!("/{name}"),
+            &format!("longer than {max} characters"),
+        ));
+    }
+    Ok(s)
+}
+
 fn check_envelope(
     envelope: &Map<String, Value>,
 ) -> Result<(String, String, String, DateTime<Utc>), Rejection> {
@@ -158,12 +184,9 @@ fn check_envelope(
         None => return Err(envelope_invalid("/specversion", "missing")),
         Some(_) => return Err(envelope_invalid("/specversion", "must be \"1.0\"")),
     }
-    let id = non_empty_string(envelope, "id")?;
-    if id.chars().count() > 128 {
-        return Err(envelope_invalid("/id", "longer than 128 characters"));
-    }
-    let source = non_empty_string(envelope, "source")?;
-    let type_name = non_empty_string(envelope, "type")?;
+    let id = bounded_string(envelope, "id", MAX_ID_CHARS)?;
+    let source = bounded_string(envelope, "source", MAX_SOURCE_CHARS)?;
+    let type_name = bounded_string(envelope, "type", MAX_TYPE_CHARS)?;
     let time = non_empty_string(envelope, "time")?;
     let time = DateTime::parse_from_rfc3339(time)
         .map_err(|e| envelope_invalid("/time", &format!("not an RFC 3339 timestamp: {e}")))?

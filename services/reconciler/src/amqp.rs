@@ -158,12 +158,34 @@ pub fn delivery_count(props: &BasicProperties) -> u32 {
     }
 }
 
-/// The original properties plus the rejection headers.
+/// The most `x-dynzero-detail` carries, in bytes. A header frame larger than
+/// the broker's frame limit (128 KiB by default) makes the broker close the
+/// connection, so a detail echoing a huge field would turn one bad message
+/// into a reconnect loop.
+pub const MAX_DETAIL_BYTES: usize = 1024;
+
+/// `detail` cut to at most [`MAX_DETAIL_BYTES`] on a character boundary, with
+/// an ellipsis when cut.
+pub fn bounded_detail(detail: &str) -> std::borrow::Cow<'_, str> {
+    if detail.len() <= MAX_DETAIL_BYTES {
+        return detail.into();
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = MAX_DETAIL_BYTES - ELLIPSIS.len();
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &detail[..end]).into()
+}
+
+/// The original properties plus the rejection headers (the detail bounded by
+/// [`MAX_DETAIL_BYTES`]).
 pub fn rejected_properties(
     original: &BasicProperties,
     reason: &str,
     detail: &str,
 ) -> BasicProperties {
+    let detail = bounded_detail(detail);
     let mut headers = original.headers().clone().unwrap_or_default();
     headers.insert(
         "x-dynzero-reason".into(),
@@ -171,7 +193,47 @@ pub fn rejected_properties(
     );
     headers.insert(
         "x-dynzero-detail".into(),
-        AMQPValue::LongString(LongString::from(detail)),
+        AMQPValue::LongString(LongString::from(detail.as_ref())),
     );
     original.clone().with_headers(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_detail_is_kept_whole() {
+        assert_eq!(bounded_detail("/type: missing"), "/type: missing");
+        let exact = "x".repeat(MAX_DETAIL_BYTES);
+        assert_eq!(bounded_detail(&exact), exact.as_str());
+    }
+
+    #[test]
+    fn a_long_detail_is_cut_on_a_character_boundary() {
+        // Three-byte characters: the cut must not land inside one.
+        for prefix in ["", "a", "ab"] {
+            let detail = format!("{prefix}{}", "王".repeat(200_000));
+            let bounded = bounded_detail(&detail);
+            assert!(bounded.len() <= MAX_DETAIL_BYTES, "{}", bounded.len());
+            assert!(bounded.len() > MAX_DETAIL_BYTES - 8);
+            assert!(bounded.ends_with('…'));
+            assert!(detail.starts_with(bounded.trim_end_matches('…')));
+        }
+    }
+
+    #[test]
+    fn the_rejection_headers_carry_the_bounded_detail() {
+        let props = rejected_properties(
+            &BasicProperties::default(),
+            "malformed",
+            &"d".repeat(1 << 20),
+        );
+        assert_eq!(
+            header_text(&props, "x-dynzero-reason").as_deref(),
+            Some("malformed")
+        );
+        let detail = header_text(&props, "x-dynzero-detail").expect("a detail");
+        assert!(detail.len() <= MAX_DETAIL_BYTES);
+    }
 }
