@@ -493,7 +493,7 @@ fn deployments_set_only_real_keys_parts_and_commands() {
             commands.extend(c);
         }
     }
-    assert!(keys.contains(&"amqp.url".to_owned()));
+    assert!(keys.contains(&"amqp.urls".to_owned()));
     assert_eq!(code.missing("key", keys), Vec::<String>::new());
     assert_eq!(code.missing("part", parts), Vec::<String>::new());
     assert_eq!(code.missing("command", commands), Vec::<String>::new());

@@ -139,19 +139,7 @@ impl Worker {
             return Ok(0);
         }
         let per_target = self.settings.per_target_concurrency.max(1);
-        let (busy, mut slots): (Vec<String>, HashMap<String, usize>) = {
-            let inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            let busy = inflight
-                .iter()
-                .filter(|(_, (n, bot))| *bot && *n > 0 || *n >= per_target)
-                .map(|(k, _)| k.clone())
-                .collect();
-            let slots = inflight
-                .iter()
-                .map(|(k, (n, _))| (k.clone(), per_target.saturating_sub(*n)))
-                .collect();
-            (busy, slots)
-        };
+        let (busy, mut slots) = self.targets_in_use(per_target);
         let mut tx = self.pool.begin().await?;
         let rows = store::due(&mut tx, &busy, (free * 8).clamp(16, 1_000) as i64).await?;
         if rows.is_empty() {
@@ -202,6 +190,29 @@ impl Worker {
                 .failed(TargetKind::Webhook, orphans.len() as u64);
         }
         let started = units.len();
+        self.spawn(units, tasks);
+        Ok(started)
+    }
+
+    /// Targets that may take nothing more now (a bot with an attempt in
+    /// flight, a webhook at its concurrency), and each target's free slots.
+    fn targets_in_use(&self, per_target: usize) -> (Vec<String>, HashMap<String, usize>) {
+        let inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        let busy = inflight
+            .iter()
+            .filter(|(_, (n, bot))| *bot && *n > 0 || *n >= per_target)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let slots = inflight
+            .iter()
+            .map(|(k, (n, _))| (k.clone(), per_target.saturating_sub(*n)))
+            .collect();
+        (busy, slots)
+    }
+
+    /// Start each leased unit on `tasks`, counted in flight for its target
+    /// until its attempt ends.
+    fn spawn(self: &Arc<Self>, units: Vec<Unit>, tasks: &mut JoinSet<()>) {
         for unit in units {
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 // Leased but not started: they come due again when the lease ends.
@@ -225,7 +236,6 @@ impl Worker {
                 }
             });
         }
-        Ok(started)
     }
 
     /// A bot's due alerts as messages that keep it within its rate: as many
