@@ -43,8 +43,9 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options);
     dynzero_runtime::database::migrate(&MIGRATOR, &pool, &settings.database.url).await?;
-    migrator()
-        .run(&pool)
+    // Its triggers and indexes lock the hub's tables: a hub at work may
+    // deadlock with it, which is waited out and tried again like an outage.
+    dynzero_runtime::database::migrate(&migrator(), &pool, &settings.database.url)
         .await
         .context("running the API's migrations")?;
     Ok(pool)

@@ -16,7 +16,7 @@ use tracing::info;
 
 type Services = JoinSet<anyhow::Result<()>>;
 
-/// Create the database if allowed and missing, and run both services' migrations.
+/// Create the database if allowed and missing, and run every service's migrations.
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     let settings = &config.database;
     database::ensure_exists(settings).await?;
@@ -24,6 +24,7 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
     database::migrate(&MIGRATOR, &pool, &settings.url).await?;
     let notifier = dynzero_notifier::store::migrator();
     database::migrate(&notifier, &pool, &settings.url).await?;
+    database::migrate(&dynzero_api::service::migrator(), &pool, &settings.url).await?;
     pool.close().await;
     println!("migrations applied");
     Ok(())
@@ -46,21 +47,40 @@ pub async fn run(config: Config, parts: Parts, notifier: bool, api: bool) -> any
             let _ = stop.send(true);
         });
     }
-    // A signal during the start (a database or broker still away) ends it too.
-    let mut services = tokio::select! {
-        started = start(&config, parts, notifier, api, &stopped) => started?,
-        _ = until_stopped(&stopped) => {
+    // A signal during the start (a database or broker still away) ends it
+    // too; the services already started stop as they would after it.
+    let mut services: Services = JoinSet::new();
+    let started = tokio::select! {
+        started = start(&config, parts, notifier, api, &stopped, &mut services) => Some(started),
+        _ = until_stopped(&stopped) => None,
+    };
+    match started {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            let _ = stop.send(true);
+            while services.join_next().await.is_some() {}
+            return Err(e);
+        }
+        None => {
             info!("stopped before the start was complete");
+            while let Some(ended) = services.join_next().await {
+                ended??;
+            }
             return Ok(());
         }
-    };
+    }
     tokio::select! {
         _ = until_stopped(&stopped) => {}
         Some(ended) = services.join_next() => {
-            // A service ending by itself is an error worth stopping for.
+            // A service that ends after the stop signal is stopping; one that
+            // ends before it, by itself, is an error worth stopping for.
+            let by_itself = !*stopped.borrow();
             let _ = stop.send(true);
             ended??;
-            anyhow::bail!("a service stopped by itself");
+            if by_itself {
+                while services.join_next().await.is_some() {}
+                anyhow::bail!("a service stopped by itself");
+            }
         }
     }
     while let Some(ended) = services.join_next().await {
@@ -78,15 +98,20 @@ async fn start(
     notifier: bool,
     api: bool,
     stopped: &watch::Receiver<bool>,
-) -> anyhow::Result<Services> {
+    services: &mut Services,
+) -> anyhow::Result<()> {
     database::ensure_exists(&config.database).await?;
     let mut shutdown = stopped.clone();
     if let Some(connection) = amqp::connect_at_start(&config.amqp, &mut shutdown).await? {
         amqp::close_connection(&connection, "checked").await;
     }
-    let mut services = JoinSet::new();
     let mut sources: Vec<Source> = Vec::new();
     let mut liveness: Vec<Liveness> = Vec::new();
+    // Every migration before any service works: the API's lock the hub's tables.
+    let api_pool = match api {
+        true => Some(dynzero_api::service::connect(&config.api()).await?),
+        false => None,
+    };
     if parts.consumer || parts.relay || parts.sweeper {
         let reconciler = Reconciler::build(config.reconciler(), Arc::new(SystemClock)).await?;
         let metrics = reconciler.hub().metrics.clone();
@@ -101,10 +126,8 @@ async fn start(
         liveness.push(notifier.liveness().clone());
         services.spawn(notifier.run_until(until_stopped(stopped)));
     }
-    if api {
-        let settings = config.api();
-        let pool = dynzero_api::service::connect(&settings).await?;
-        let api = dynzero_api::service::Api::build(settings, pool).await?;
+    if let Some(pool) = api_pool {
+        let api = dynzero_api::service::Api::build(config.api(), pool).await?;
         services.spawn(api.run_until(until_stopped(stopped)));
     }
     if !config.metrics.listen.is_empty() {
@@ -124,7 +147,7 @@ async fn start(
         };
         services.spawn(http::serve(listener, endpoint, until_stopped(stopped)));
     }
-    Ok(services)
+    Ok(())
 }
 
 /// SIGTERM or SIGINT.
