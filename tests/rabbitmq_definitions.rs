@@ -337,12 +337,24 @@ async fn definitions_give_each_user_least_privilege_in_a_throwaway_vhost() {
 }
 
 async fn hub_declares_exactly_the_imported_topology(imported: &Imported) {
-    let (_c, hub) = imported.channel("dynzero-hub").await;
+    let (connection, hub) = imported.channel("dynzero-hub").await;
     // Any argument that differs from the definitions closes the channel
     // with PRECONDITION_FAILED.
     dynzero_reconciler::amqp::declare_topology(&hub, &amqp_settings())
         .await
         .expect("the reconciler's declarations equal the definitions");
+    // The rejected queue is a quorum queue in both (declare_rejected_queue
+    // keeps a mismatching one with a warning, so declare it as it does).
+    dynzero_runtime::amqp::declare_quorum_queue(
+        &hub,
+        &amqp_settings().rejected_queue,
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("the rejected queue is declared as in the definitions");
+    dynzero_reconciler::amqp::declare_rejected_queue(&connection, &amqp_settings())
+        .await
+        .expect("the hub binds the rejected queue");
     dynzero_notifier::consumer::declare(&hub, &notifier_settings())
         .await
         .expect("the notifier's declarations equal the definitions");

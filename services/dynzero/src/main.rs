@@ -69,6 +69,9 @@ enum Command {
         rate: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Deliberately bad messages spread through the stream.
+        #[arg(long, default_value_t = 0)]
+        invalid: usize,
     },
     /// Measure throughput and latency on this machine against a fresh database.
     Bench {
@@ -196,12 +199,14 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
             events,
             rate,
             seed,
+            invalid,
         } => {
             let args = simulate::SimulateArgs {
                 households,
                 events,
                 rate,
                 seed,
+                invalid,
             };
             simulate::run(settings, args).await
         }

@@ -38,6 +38,7 @@ pub async fn run(hub: Arc<Hub>, wake: Arc<Notify>, mut shutdown: watch::Receiver
             let connection = amqp::connect(&hub.settings.amqp).await?;
             let channel = amqp::confirm_channel(&connection).await?;
             amqp::declare_topology(&channel, &hub.settings.amqp).await?;
+            amqp::declare_rejected_queue(&connection, &hub.settings.amqp).await?;
             Ok::<_, lapin::Error>((connection, channel))
         };
         let (connection, channel) = match session.await {
