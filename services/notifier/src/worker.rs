@@ -21,7 +21,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use dynzero_runtime::telemetry;
+use tracing::{Instrument, info, warn};
 
 /// A bot's rate window.
 const MINUTE: Duration = Duration::from_secs(60);
@@ -302,6 +303,11 @@ impl Worker {
                         Err(_) => due.body.clone(),
                     },
                 };
+                // The delivery continues the alert's trace; the webhook
+                // receives this span as its parent.
+                let span = tracing::info_span!(parent: None, "deliver alert", alert_id = %due.alert_id);
+                let traceparent =
+                    telemetry::continue_trace(&span, due.traceparent.as_deref(), None);
                 let outcome = self
                     .sender
                     .send(
@@ -309,8 +315,10 @@ impl Worker {
                         Message::Event {
                             id: &due.alert_id,
                             body: &body,
+                            traceparent: traceparent.as_deref(),
                         },
                     )
+                    .instrument(span)
                     .await;
                 self.settle(TargetKind::Webhook, std::slice::from_ref(&due), &outcome)
                     .await;
