@@ -111,11 +111,12 @@ mod tests {
 
     #[test]
     fn a_later_version_is_read_by_its_first_fields() {
-        let t = TraceParent::parse(
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more",
-        )
-        .unwrap();
-        assert_eq!(t.as_str(), "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let t = TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more")
+            .unwrap();
+        assert_eq!(
+            t.as_str(),
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
     }
 
     #[test]
@@ -155,7 +156,10 @@ mod tests {
             json!({"traceparent": "nope", "tracestate": "dz=1"}),
             json!({}),
         ] {
-            assert_eq!(TraceContext::from_attributes(event.as_object().unwrap()), None);
+            assert_eq!(
+                TraceContext::from_attributes(event.as_object().unwrap()),
+                None
+            );
         }
         let bad_state = json!({"traceparent": VALID, "tracestate": "é"});
         let context = TraceContext::from_attributes(bad_state.as_object().unwrap()).unwrap();

@@ -13,6 +13,7 @@ use crate::store::{self, Due};
 use crate::subscription::{TargetKind, redact_url};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
+use dynzero_runtime::telemetry;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -21,7 +22,6 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use dynzero_runtime::telemetry;
 use tracing::{Instrument, info, warn};
 
 /// A bot's rate window.
@@ -305,7 +305,8 @@ impl Worker {
                 };
                 // The delivery continues the alert's trace; the webhook
                 // receives this span as its parent.
-                let span = tracing::info_span!(parent: None, "deliver alert", alert_id = %due.alert_id);
+                let span =
+                    tracing::info_span!(parent: None, "deliver alert", alert_id = %due.alert_id);
                 let traceparent =
                     telemetry::continue_trace(&span, due.traceparent.as_deref(), None);
                 let outcome = self

@@ -8,9 +8,9 @@ use crate::store::Tx;
 use crate::store::outbox::Outputs;
 use dynzero_contracts::inbound::{self, Inbound, InboundFact};
 use dynzero_contracts::rejection::{Reason, Rejection};
-use std::collections::BTreeSet;
 use dynzero_contracts::trace::{TraceContext, TraceParent};
 use dynzero_runtime::telemetry;
+use std::collections::BTreeSet;
 use std::ops::Range;
 use tracing::{Instrument, Span, warn};
 
@@ -104,13 +104,14 @@ impl Hub {
                     received.map(|t| t.traceparent.as_str()),
                     tracestate.as_deref(),
                 );
-                inbound.onward_trace = onward
-                    .as_deref()
-                    .and_then(TraceParent::parse)
-                    .map(|traceparent| TraceContext {
-                        traceparent,
-                        tracestate,
-                    });
+                inbound.onward_trace =
+                    onward
+                        .as_deref()
+                        .and_then(TraceParent::parse)
+                        .map(|traceparent| TraceContext {
+                            traceparent,
+                            tracestate,
+                        });
                 span
             })
             .collect()

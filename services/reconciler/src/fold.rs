@@ -10,9 +10,9 @@ use crate::store::load;
 use crate::store::outbox::Outputs;
 use chrono::{DateTime, Utc};
 use dynzero_contracts::outbound;
+use dynzero_contracts::trace::TraceContext;
 use dynzero_domain::ids::HouseholdId;
 use dynzero_planner::{Cause, Plan, plan};
-use dynzero_contracts::trace::TraceContext;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 

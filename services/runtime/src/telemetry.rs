@@ -186,7 +186,11 @@ mod tests {
             Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"),
             Some("not a traceparent"),
         ] {
-            assert_eq!(continue_trace(&Span::none(), received, None), None, "{received:?}");
+            assert_eq!(
+                continue_trace(&Span::none(), received, None),
+                None,
+                "{received:?}"
+            );
         }
     }
 
@@ -194,6 +198,9 @@ mod tests {
     fn the_traces_path_is_added_once() {
         assert_eq!(traces_url("http://c:4318"), "http://c:4318/v1/traces");
         assert_eq!(traces_url("http://c:4318/"), "http://c:4318/v1/traces");
-        assert_eq!(traces_url("http://c:4318/v1/traces"), "http://c:4318/v1/traces");
+        assert_eq!(
+            traces_url("http://c:4318/v1/traces"),
+            "http://c:4318/v1/traces"
+        );
     }
 }

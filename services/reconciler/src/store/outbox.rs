@@ -93,10 +93,7 @@ impl Outputs {
             .column(
                 "traceparent",
                 "text",
-                enqueued
-                    .iter()
-                    .map(|o| o.traceparent())
-                    .collect::<Vec<_>>(),
+                enqueued.iter().map(|o| o.traceparent()).collect::<Vec<_>>(),
             )
             .execute(tx, "")
             .await
