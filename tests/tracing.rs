@@ -25,6 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+/// An inbox row's id, received `traceparent` and `tracestate`, and `onward_traceparent`.
+type InboxTrace = (String, Option<String>, Option<String>, Option<String>);
+
 const DEADLINE: Duration = Duration::from_secs(60);
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const SOURCE_SPAN: &str = "b7ad6b7169203331";
@@ -245,7 +248,7 @@ async fn one_trace_id_from_an_inbound_layoff_to_the_webhook() {
     .fetch_all(&pool)
     .await
     .unwrap();
-    let kept: Vec<(String, Option<String>, Option<String>, Option<String>)> = rows
+    let kept: Vec<InboxTrace> = rows
         .iter()
         .map(|r| {
             (

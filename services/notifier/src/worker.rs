@@ -32,7 +32,7 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// What one task sends: one webhook delivery, or a bot's messages in order
 /// (each a single alert or a digest of several).
 enum Unit {
-    Webhook(Due),
+    Webhook(Box<Due>),
     Bot {
         target_key: String,
         messages: Vec<Vec<Due>>,
@@ -160,7 +160,7 @@ impl Worker {
                 let slot = slots.entry(row.target_key.clone()).or_insert(per_target);
                 if *slot > 0 && units.len() < free {
                     *slot -= 1;
-                    units.push(Unit::Webhook(row));
+                    units.push(Unit::Webhook(Box::new(row)));
                 }
             }
         }
