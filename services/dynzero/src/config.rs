@@ -7,6 +7,7 @@ use dynzero_reconciler::settings::{RulesSettings, SweepSettings};
 use dynzero_runtime::config::{self as layers, ConfigError};
 use dynzero_runtime::settings::{
     AmqpSettings, DatabaseSettings, LogSettings, MetricsSettings, ShutdownSettings,
+    TelemetrySettings,
 };
 use serde::Deserialize;
 use std::path::Path;
@@ -23,6 +24,7 @@ pub struct Config {
     pub metrics: MetricsSettings,
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
 }
 
 impl Config {
@@ -31,6 +33,7 @@ impl Config {
         let config: Config = layers::load(file)?;
         config.reconciler().validate()?;
         config.notifier.validate()?;
+        config.telemetry.validate()?;
         Ok(config)
     }
 

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use dynzero_reconciler::service::Parts;
 use dynzero_runtime::config::ConfigError;
-use dynzero_runtime::settings::LogFormat;
+use dynzero_runtime::telemetry;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -133,8 +133,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(CONFIGURATION_ERROR);
         }
     };
-    init_logs(config.log.format);
-    match dispatch(cli, config).await {
+    let telemetry = match telemetry::init(&config.log, &config.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("dynzero: telemetry: {e:#}");
+            return ExitCode::from(CONFIGURATION_ERROR);
+        }
+    };
+    let outcome = dispatch(cli, config).await;
+    // The spans of the last batches go out before the process does.
+    telemetry.shutdown().await;
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.chain().find_map(|c| c.downcast_ref::<ConfigError>()) {
             Some(config_error) => {
@@ -146,18 +155,6 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-    }
-}
-
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
     }
 }
 

@@ -11,7 +11,7 @@ use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, ExchangeDeclareOptions, QueueBindOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -147,6 +147,18 @@ async fn record(
     }
 }
 
+/// The AMQP header `traceparent`, when valid: an alert's trace context when
+/// its attribute is missing.
+fn traceparent_header(delivery: &Delivery) -> Option<String> {
+    let headers = delivery.properties.headers().as_ref()?;
+    let value = match headers.inner().get("traceparent")? {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        _ => return None,
+    };
+    dynzero_runtime::telemetry::is_traceparent(&value).then_some(value)
+}
+
 #[tracing::instrument(skip_all, fields(messages = batch.len()))]
 async fn record_once(
     pool: &PgPool,
@@ -157,7 +169,12 @@ async fn record_once(
     let mut created = 0;
     for delivery in batch {
         match ConsumedAlert::parse(&delivery.data) {
-            Some(alert) => created += store::record_alert(&mut tx, &alert).await?,
+            Some(mut alert) => {
+                if alert.traceparent.is_none() {
+                    alert.traceparent = traceparent_header(delivery);
+                }
+                created += store::record_alert(&mut tx, &alert).await?
+            }
             None => {
                 // Not ours to judge: the hub published it. Kept out of the
                 // deliveries, counted, and acknowledged with the batch.

@@ -120,6 +120,8 @@ pub struct ConsumedAlert<'a> {
     pub kind: String,
     pub division_code: String,
     pub body: &'a [u8],
+    /// The alert's `traceparent` attribute, when valid.
+    pub traceparent: Option<String>,
 }
 
 impl<'a> ConsumedAlert<'a> {
@@ -129,11 +131,16 @@ impl<'a> ConsumedAlert<'a> {
         let id = event["id"].as_str()?.to_string();
         let kind = event["data"]["kind"].as_str()?.to_string();
         let division_code = event["data"]["division_code"].as_str()?.to_string();
+        let traceparent = event["traceparent"]
+            .as_str()
+            .filter(|t| dynzero_runtime::telemetry::is_traceparent(t))
+            .map(str::to_string);
         Some(Self {
             id,
             kind,
             division_code,
             body,
+            traceparent,
         })
     }
 }
@@ -156,8 +163,8 @@ pub async fn record_alert(
     .execute(&mut **tx)
     .await?;
     let created = sqlx::query(
-        "INSERT INTO notifier_delivery (alert_id, subscription, target_key, target_kind)
-         SELECT $1, name, target->>'url', target_kind FROM notifier_subscription
+        "INSERT INTO notifier_delivery (alert_id, subscription, target_key, target_kind, traceparent)
+         SELECT $1, name, target->>'url', target_kind, $4 FROM notifier_subscription
          WHERE target_kind <> 'amqp' AND starts_with($2, division_prefix)
            AND (cardinality(kinds) = 0 OR $3 = ANY(kinds))
          ON CONFLICT (alert_id, subscription) DO NOTHING",
@@ -165,6 +172,7 @@ pub async fn record_alert(
     .bind(&alert.id)
     .bind(&alert.division_code)
     .bind(&alert.kind)
+    .bind(&alert.traceparent)
     .execute(&mut **tx)
     .await?;
     Ok(created.rows_affected())
@@ -179,6 +187,8 @@ pub struct Due {
     pub attempts: i32,
     pub body: Vec<u8>,
     pub received_at: DateTime<Utc>,
+    /// The alert's trace context, sent on to webhooks.
+    pub traceparent: Option<String>,
     /// `None` when the subscription was removed after the alert came.
     pub subscription: Option<Subscription>,
 }
@@ -191,7 +201,7 @@ pub async fn due(
     limit: i64,
 ) -> Result<Vec<Due>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT d.id, d.alert_id, d.target_key, d.attempts, a.body, a.received_at,
+        "SELECT d.id, d.alert_id, d.target_key, d.attempts, a.body, a.received_at, d.traceparent,
                 s.name, s.division_prefix, s.kinds, s.target, s.pii
          FROM notifier_delivery d
          JOIN notifier_alert a ON a.alert_id = d.alert_id
@@ -227,6 +237,7 @@ pub async fn due(
                 attempts: row.get("attempts"),
                 body: row.get("body"),
                 received_at: row.get("received_at"),
+                traceparent: row.get("traceparent"),
                 subscription,
             }
         })

@@ -151,8 +151,14 @@ pub async fn publish_confirmed(
     }
 }
 
-/// Properties of everything the hub publishes.
-pub fn output_properties(message_id: &str, event_type: Option<&str>) -> BasicProperties {
+/// Properties of everything the hub publishes; the output's `traceparent`
+/// attribute is also the header `traceparent` (for consumers that read
+/// headers only, as the CloudEvents AMQP binding maps extensions).
+pub fn output_properties(
+    message_id: &str,
+    event_type: Option<&str>,
+    traceparent: Option<&str>,
+) -> BasicProperties {
     let mut props = BasicProperties::default()
         .with_content_type(ShortString::from(dynzero_contracts::outbound::CONTENT_TYPE))
         .with_delivery_mode(2)
@@ -161,8 +167,19 @@ pub fn output_properties(message_id: &str, event_type: Option<&str>) -> BasicPro
     if let Some(t) = event_type {
         props = props.with_type(ShortString::from(t));
     }
+    if let Some(traceparent) = traceparent {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            ShortString::from(TRACEPARENT),
+            AMQPValue::LongString(LongString::from(traceparent)),
+        );
+        props = props.with_headers(headers);
+    }
     props
 }
+
+/// The AMQP header that carries an output's trace context.
+pub const TRACEPARENT: &str = "traceparent";
 
 /// A header as text, for tests and logs.
 pub fn header_text(props: &BasicProperties, name: &str) -> Option<String> {

@@ -196,6 +196,35 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// Traces exported over OTLP (http/protobuf).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// The collector's base URL (`/v1/traces` is added), e.g.
+    /// `http://127.0.0.1:4318`; empty: no traces are exported.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl TelemetrySettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let endpoint = self.otlp_endpoint.trim();
+        ensure(
+            endpoint.is_empty()
+                || endpoint.starts_with("http://")
+                || endpoint.starts_with("https://"),
+            "telemetry.otlp_endpoint",
+            "must be empty or an http:// or https:// URL",
+        )?;
+        ensure(
+            !self.service_name.trim().is_empty(),
+            "telemetry.service_name",
+            "must not be empty",
+        )
+    }
+}
+
 // Debug shows URLs redacted: settings get logged.
 impl fmt::Debug for AmqpSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
