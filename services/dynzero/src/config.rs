@@ -21,6 +21,7 @@ pub struct Config {
     pub sweep: SweepSettings,
     pub notifier: dynzero_notifier::settings::NotifierSettings,
     pub api: dynzero_api::settings::ApiSettings,
+    pub retention: crate::retention::RetentionSettings,
     pub metrics: MetricsSettings,
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
@@ -34,6 +35,15 @@ impl Config {
         config.reconciler().validate()?;
         config.notifier.validate()?;
         config.telemetry.validate()?;
+        config.retention.validate()?;
+        config
+            .api()
+            .database
+            .validate()
+            .map_err(|e| match config.api.database_url.is_empty() {
+                true => e,
+                false => ConfigError(e.0.replace("database.url", "api.database_url")),
+            })?;
         Ok(config)
     }
 
@@ -49,12 +59,22 @@ impl Config {
         }
     }
 
-    /// The read side's part.
+    /// The read side's part: its pool is `api.database_url` when set, while
+    /// its migrations stay with the owner (`database.migration_url`, or the
+    /// hub's `database.url`).
     pub fn api(&self) -> dynzero_api::settings::Settings {
+        let database = match self.api.database_url.is_empty() {
+            true => self.database.clone(),
+            false => DatabaseSettings {
+                url: self.api.database_url.clone(),
+                migration_url: self.database.migrations_url().to_owned(),
+                ..self.database.clone()
+            },
+        };
         dynzero_api::settings::Settings {
             api: self.api.clone(),
             amqp: self.amqp.clone(),
-            database: self.database.clone(),
+            database,
             rules: self.rules.clone(),
         }
     }

@@ -11,6 +11,7 @@ mod bench;
 mod bench_notifier;
 mod config;
 mod demo;
+mod retention;
 mod run;
 mod simulate;
 mod subscriptions;
@@ -35,6 +36,7 @@ enum Part {
     Sweeper,
     Notifier,
     Api,
+    Retention,
 }
 
 #[derive(Subcommand)]
@@ -168,7 +170,12 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
                 relay: has(Part::Relay),
                 sweeper: has(Part::Sweeper),
             };
-            run::run(config, parts, has(Part::Notifier), has(Part::Api)).await
+            let others = run::Others {
+                notifier: has(Part::Notifier),
+                api: has(Part::Api),
+                retention: has(Part::Retention),
+            };
+            run::run(config, parts, others).await
         }
         Command::Migrate => run::migrate(config).await,
         Command::CheckConfig => {

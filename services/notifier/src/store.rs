@@ -345,3 +345,34 @@ pub async fn retry_later(
     .await?;
     Ok(given_up as u64)
 }
+
+/// Retention (`retention.deliveries_days`): delete at most `batch` rows
+/// delivered more than `days` days ago, then at most `batch` consumed alerts
+/// as old that no delivery row names any more; the number deleted. Pending
+/// and failed rows are never purged: what is not delivered stays.
+pub async fn purge_delivered(pool: &PgPool, days: i32, batch: i64) -> Result<u64, sqlx::Error> {
+    let deliveries = sqlx::query(
+        "DELETE FROM notifier_delivery WHERE id IN (
+             SELECT id FROM notifier_delivery
+             WHERE status = 'delivered' AND delivered_at < now() - make_interval(days => $1)
+             ORDER BY delivered_at
+             LIMIT $2)",
+    )
+    .bind(days)
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    let alerts = sqlx::query(
+        "DELETE FROM notifier_alert WHERE alert_id IN (
+             SELECT a.alert_id FROM notifier_alert a
+             WHERE a.received_at < now() - make_interval(days => $1)
+               AND NOT EXISTS (SELECT 1 FROM notifier_delivery d WHERE d.alert_id = a.alert_id)
+             ORDER BY a.received_at
+             LIMIT $2)",
+    )
+    .bind(days)
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    Ok(deliveries.rows_affected() + alerts.rows_affected())
+}

@@ -31,9 +31,26 @@ pub fn pool(settings: &DatabaseSettings, options: PgConnectOptions) -> PgPool {
         .connect_lazy_with(options)
 }
 
-/// Run `migrator`, waiting out an outage with backoff; a TLS or certificate
-/// failure is a [`ConfigError`], anything else an error.
-pub async fn migrate(migrator: &Migrator, pool: &PgPool, url: &str) -> anyhow::Result<()> {
+/// Run `migrator` as the owner role (`database.migration_url`, or
+/// `database.url` when that is empty) over a connection of its own, waiting
+/// out an outage with backoff; a TLS or certificate failure is a
+/// [`ConfigError`], anything else an error. The services' own pools may be
+/// a runtime role that cannot run DDL: not even the migrator's
+/// `CREATE TABLE IF NOT EXISTS` of its tracking table.
+pub async fn migrate(migrator: &Migrator, settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let url = settings.migrations_url();
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| ConfigError(format!("database.migration_url {}: {e}", redact(url))))?;
+    let owner = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options);
+    let migrated = migrate_on(migrator, &owner, url).await;
+    owner.close().await;
+    migrated
+}
+
+async fn migrate_on(migrator: &Migrator, pool: &PgPool, url: &str) -> anyhow::Result<()> {
     let mut waits = crate::backoff::backoff();
     loop {
         let e = match migrator.run(pool).await {

@@ -126,6 +126,10 @@ pub enum CreateIfMissing {
 pub struct DatabaseSettings {
     /// `postgres://…`; TLS with `sslmode=verify-full&sslrootcert=FILE`.
     pub url: String,
+    /// The owner role's URL, under which every migration runs; empty: `url`.
+    /// With least-privilege roles (`deploy/postgres/roles.sql`) `url` is the
+    /// runtime role, which may not run DDL.
+    pub migration_url: String,
     pub max_connections: u32,
     pub create_if_missing: CreateIfMissing,
 }
@@ -135,11 +139,27 @@ impl DatabaseSettings {
         config::defaults("database")
     }
 
+    /// The URL migrations run under: `migration_url`, or `url` when empty.
+    pub fn migrations_url(&self) -> &str {
+        if self.migration_url.is_empty() {
+            &self.url
+        } else {
+            &self.migration_url
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let postgres =
+            |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
         ensure(
-            self.url.starts_with("postgres://") || self.url.starts_with("postgresql://"),
+            postgres(&self.url),
             "database.url",
             "must be a postgres:// URL",
+        )?;
+        ensure(
+            self.migration_url.is_empty() || postgres(&self.migration_url),
+            "database.migration_url",
+            "must be empty or a postgres:// URL",
         )?;
         ensure(
             self.max_connections >= 1,
@@ -241,6 +261,7 @@ impl fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("url", &redact(&self.url))
+            .field("migration_url", &redact(&self.migration_url))
             .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
