@@ -167,11 +167,12 @@ async fn amqps_with_the_ca_file_publishes_and_consumes() {
     for host in ["127.0.0.1", "localhost"] {
         let settings = amqps_settings(host, AMQPS_PORT, &tls.ca);
         let (_stop, mut stopped) = watch::channel(false);
-        let connection = tokio::time::timeout(PROMPTLY, amqp::connect_at_start(&settings, &mut stopped))
-            .await
-            .expect("amqps connects at once")
-            .unwrap_or_else(|e| panic!("{host}: {e:#}"))
-            .expect("a connection");
+        let connection =
+            tokio::time::timeout(PROMPTLY, amqp::connect_at_start(&settings, &mut stopped))
+                .await
+                .expect("amqps connects at once")
+                .unwrap_or_else(|e| panic!("{host}: {e:#}"))
+                .expect("a connection");
         let channel = amqp::confirm_channel(&connection).await.expect("a channel");
         let queue = unique_name("tls");
         channel
@@ -280,7 +281,9 @@ async fn a_name_the_certificate_does_not_cover_is_a_configuration_error_for_both
     let broker = SocketAddr::from(([127, 0, 0, 1], AMQPS_PORT));
     let rabbit = TcpProxy::start_on(elsewhere, broker).expect("a proxy");
     let settings = amqps_settings("127.0.0.2", rabbit.port(), &tls.ca);
-    let e = amqp::connect(&settings).await.expect_err("the name does not match");
+    let e = amqp::connect(&settings)
+        .await
+        .expect_err("the name does not match");
     assert_eq!(fault::broker(&e), Fault::Configuration, "{e}");
     db.drop_database().await;
 }
@@ -305,8 +308,11 @@ async fn a_server_that_does_not_speak_tls_is_a_configuration_error() {
 
     let socket_dir = "/var/run/postgresql";
     if Path::new(socket_dir).exists() {
-        let url = format!("postgres://postgres@localhost/postgres?host={socket_dir}&sslmode=require");
-        let e = PgConnection::connect(&url).await.expect_err("no TLS on a Unix socket");
+        let url =
+            format!("postgres://postgres@localhost/postgres?host={socket_dir}&sslmode=require");
+        let e = PgConnection::connect(&url)
+            .await
+            .expect_err("no TLS on a Unix socket");
         assert_eq!(fault::database(&e), Fault::Configuration, "{e}");
         assert!(e.to_string().contains("TLS"), "{e}");
     }
@@ -343,7 +349,11 @@ async fn dynzero_exits(args: &[&str], env: &[(&str, String)]) -> (Option<i32>, S
 
 fn one_clear_line(code: Option<i32>, output: &str, what: &str) {
     assert_eq!(code, Some(2), "{what}: {output}");
-    assert_eq!(output.trim().lines().count(), 1, "{what}, one line: {output}");
+    assert_eq!(
+        output.trim().lines().count(),
+        1,
+        "{what}, one line: {output}"
+    );
     assert!(output.contains("certificate"), "{what}: {output}");
 }
 
@@ -356,13 +366,19 @@ async fn dynzero_stops_with_exit_2_and_one_line_for_a_certificate_that_does_not_
     let amqps = format!("amqps://guest:guest@127.0.0.1:{AMQPS_PORT}/%2f");
     let other_ca = tls.other_ca.display().to_string();
 
-    let (code, output) =
-        dynzero_exits(&["migrate"], &[("DYNZERO__DATABASE__URL", bad_database.clone())]).await;
-    one_clear_line(code, &output, "migrate, database signed by another authority");
+    let (code, output) = dynzero_exits(
+        &["migrate"],
+        &[("DYNZERO__DATABASE__URL", bad_database.clone())],
+    )
+    .await;
+    one_clear_line(
+        code,
+        &output,
+        "migrate, database signed by another authority",
+    );
     assert!(output.contains("sslrootcert"), "{output}");
 
-    let (code, output) =
-        dynzero_exits(&["run"], &[("DYNZERO__DATABASE__URL", bad_database)]).await;
+    let (code, output) = dynzero_exits(&["run"], &[("DYNZERO__DATABASE__URL", bad_database)]).await;
     one_clear_line(code, &output, "run, database signed by another authority");
 
     let (code, output) = dynzero_exits(
@@ -378,11 +394,8 @@ async fn dynzero_stops_with_exit_2_and_one_line_for_a_certificate_that_does_not_
     assert!(output.contains("amqp.ca_file"), "{output}");
 
     // And with the right authority for both, `migrate` works over TLS.
-    let (code, output) = dynzero_exits(
-        &["migrate"],
-        &[("DYNZERO__DATABASE__URL", good_database)],
-    )
-    .await;
+    let (code, output) =
+        dynzero_exits(&["migrate"], &[("DYNZERO__DATABASE__URL", good_database)]).await;
     assert_eq!(code, Some(0), "{output}");
     db.drop_database().await;
 }

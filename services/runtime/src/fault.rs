@@ -174,11 +174,11 @@ mod tests {
                 sqlx::Error::Configuration("bad url".into()),
                 Fault::Configuration,
             ),
-            (sqlx::Error::Io(tls_in_io(unknown_issuer())), Fault::Configuration),
             (
-                sqlx::Error::Io(tls_in_io(not_tls())),
+                sqlx::Error::Io(tls_in_io(unknown_issuer())),
                 Fault::Configuration,
             ),
+            (sqlx::Error::Io(tls_in_io(not_tls())), Fault::Configuration),
             (
                 sqlx::Error::Tls("server does not support TLS".into()),
                 Fault::Configuration,
@@ -207,9 +207,15 @@ mod tests {
             (lapin::Error::from(refused), Fault::Outage),
             (lapin::Error::from(reset), Fault::Outage),
             (lapin::Error::from(words), Fault::Outage),
-            (lapin::Error::from(tls_in_io(unknown_issuer())), Fault::Configuration),
+            (
+                lapin::Error::from(tls_in_io(unknown_issuer())),
+                Fault::Configuration,
+            ),
             (lapin::Error::from(tls_in_io(name)), Fault::Configuration),
-            (lapin::Error::from(tls_in_io(not_tls())), Fault::Configuration),
+            (
+                lapin::Error::from(tls_in_io(not_tls())),
+                Fault::Configuration,
+            ),
         ];
         for (e, fault) in table {
             assert_eq!(broker(&e), fault, "{e}");
