@@ -81,7 +81,7 @@ async fn listeners() -> Option<Tls> {
         return None;
     }
     panic!(
-        "no {what}: run deploy/tls/local-tls.sh (.ci/run does), \
+        "TLS listeners missing ({what}): run deploy/tls/local-tls.sh (.ci/run does), \
          or set {SKIP_VAR}=skip to skip the TLS tests"
     );
 }
