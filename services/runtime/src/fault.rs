@@ -102,10 +102,9 @@ pub fn is_tls_failure(e: &(dyn StdError + 'static)) -> bool {
         if let Some(inner) = e
             .downcast_ref::<std::io::Error>()
             .and_then(|io| io.get_ref())
+            && is_tls_failure(inner)
         {
-            if is_tls_failure(inner) {
-                return true;
-            }
+            return true;
         }
         cause = e.source();
     }
