@@ -64,14 +64,27 @@ async fn migrate_on(migrator: &Migrator, pool: &PgPool, url: &str) -> anyhow::Re
                 warn!(error = %e, url = %redact(url), ?wait, "database unavailable; waiting");
                 tokio::time::sleep(wait).await;
             }
-            Fault::Configuration => {
-                return Err(ConfigError(format!("database {}: {e}", redact(url))).into());
-            }
+            Fault::Configuration => return Err(configuration(url, &e).into()),
             Fault::Defect => return Err(e.into()),
         }
     }
     info!(url = %redact(url), "database ready");
     Ok(())
+}
+
+/// The one line that stops the start for a database error waiting cannot
+/// heal: a TLS or certificate failure says which settings to check.
+fn configuration(url: &str, e: &sqlx::Error) -> ConfigError {
+    let tls = matches!(e, sqlx::Error::Tls(_) | sqlx::Error::Protocol(_))
+        || matches!(e, sqlx::Error::Io(io) if fault::is_tls_failure(io));
+    if tls {
+        ConfigError(format!(
+            "database {}: TLS or certificate failure: {e} (check sslmode and sslrootcert in database.url)",
+            redact(url)
+        ))
+    } else {
+        ConfigError(format!("database {}: {e}", redact(url)))
+    }
 }
 
 /// Whether the URL's server is on this machine.
@@ -99,7 +112,7 @@ pub async fn ensure_exists(settings: &DatabaseSettings) -> anyhow::Result<()> {
     let missing = matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"));
     if !missing {
         if fault::database(&e) == Fault::Configuration {
-            return Err(ConfigError(format!("database {}: {e}", redact(&settings.url))).into());
+            return Err(configuration(&settings.url, &e).into());
         }
         return Ok(());
     }

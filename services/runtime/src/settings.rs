@@ -17,8 +17,8 @@ pub struct AmqpSettings {
     /// environment, one comma-separated value.
     #[serde(deserialize_with = "one_or_many")]
     pub urls: Vec<String>,
-    /// PEM file of the certificate authority for `amqps://` URLs; empty: the
-    /// system's roots.
+    /// PEM file of the certificate authority for `amqps://` URLs, trusted
+    /// besides the bundled public roots (webpki); empty: those roots only.
     pub ca_file: PathBuf,
     pub inbound_exchange: String,
     pub households_exchange: String,
