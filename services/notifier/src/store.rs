@@ -334,3 +334,15 @@ pub async fn retry_later(
     .await?;
     Ok(given_up as u64)
 }
+
+/// Deliveries per (target kind, status) for the statuses the metrics report
+/// (`pending`, `failed`): the pending ones through the due index; the failed
+/// ones stay until retention removes them, so this is sampled, not run per alert.
+pub async fn delivery_counts(pool: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT target_kind, status, count(*) FROM notifier_delivery
+         WHERE status IN ('pending', 'failed') GROUP BY target_kind, status",
+    )
+    .fetch_all(pool)
+    .await
+}
