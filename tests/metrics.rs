@@ -62,14 +62,15 @@ async fn the_new_metrics_are_scraped_with_plausible_values() {
     settings.metrics.listen = addr.clone();
     let fixture = Fixture::with(db, settings.clone()).await;
     let messages = scenario(83, 12, 30, scenario_today());
-    let (_, first) = &messages[0];
-    let first: Value = serde_json::from_slice(first).expect("JSON");
-    assert_eq!(first["type"], "household.registered");
+    let first: Value = messages
+        .iter()
+        .map(|(_, body)| serde_json::from_slice::<Value>(body).expect("JSON"))
+        .find(|event| event["type"] == "household.registered")
+        .expect("a registration");
     let poisoned = first["data"]["household_id"]
         .as_str()
         .expect("a household id")
         .to_string();
-    let city = first["data"]["division_code"].as_str().expect("a division")[..4].to_string();
 
     // Tables, a webhook nobody answers (its deliveries stay pending), and a
     // fault on one household's registration: it is handed back and redelivered.
@@ -82,7 +83,7 @@ async fn the_new_metrics_are_scraped_with_plausible_values() {
             "--name",
             "nobody-listens",
             "--division",
-            &city,
+            "2103",
             "--target",
             "webhook",
             "--url",
@@ -93,11 +94,11 @@ async fn the_new_metrics_are_scraped_with_plausible_values() {
     )
     .await;
     let pool = fixture.db.pool().await;
-    sqlx::raw_sql(&format!(
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE FUNCTION test_fault() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN IF NEW.household_id = '{poisoned}' THEN RAISE EXCEPTION 'injected fault'; END IF; RETURN NEW; END $$;
          CREATE TRIGGER test_fault BEFORE INSERT ON registration FOR EACH ROW EXECUTE FUNCTION test_fault();"
-    ))
+    )))
     .execute(&pool)
     .await
     .expect("injecting the fault");
@@ -112,6 +113,24 @@ async fn the_new_metrics_are_scraped_with_plausible_values() {
         .publish(&[("household.registered".to_string(), b"not json".to_vec())])
         .await;
     let published = messages.len() as f64 + 1.0;
+    // An alert for the notifier, whatever the city raised.
+    let alert = serde_json::json!({
+        "specversion": "1.0", "id": "alert/zero_employment_new/metrics-1", "source": "dynzero",
+        "type": "dynzero.alert.zero_employment_new", "subject": "H-M1",
+        "time": "2026-11-28T12:00:00.000+08:00", "datacontenttype": "application/json",
+        "data": {"kind": "zero_employment_new", "division_code": "210302001002",
+                 "household_id": "H-M1", "raised_at": "2026-11-28T12:00:00.000+08:00",
+                 "summary": "新增零就业家庭：户 H-M1"},
+    });
+    fixture
+        .broker
+        .publish(
+            &settings.amqp.alerts_exchange,
+            "zero_employment_new.210302001002",
+            alert.to_string().as_bytes(),
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await;
 
     let m = eventually(
         Duration::from_secs(90),
@@ -121,14 +140,12 @@ async fn the_new_metrics_are_scraped_with_plausible_values() {
             let m = samples(&body);
             let settled = m.get("dynzero_reconciler_messages_processed_total")?
                 + m.get("dynzero_reconciler_messages_duplicate_total")?
-                + m
-                    .iter()
+                + m.iter()
                     .filter(|(k, _)| k.starts_with("dynzero_reconciler_messages_rejected_total"))
                     .map(|(_, v)| v)
                     .sum::<f64>();
-            let pending = m.get(
-                "dynzero_notifier_deliveries{state=\"pending\",target_kind=\"webhook\"}",
-            )?;
+            let pending =
+                m.get("dynzero_notifier_deliveries{state=\"pending\",target_kind=\"webhook\"}")?;
             (status == 200 && settled >= published && *pending >= 1.0).then_some(m)
         },
     )

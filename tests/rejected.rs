@@ -3,8 +3,8 @@
 //! id and by reason republishing the original bytes to the inbound exchange
 //! and marking them replayed, and the exit statuses.
 
-use dynzero_tests::hub::{Fixture, dynzero_command};
 use dynzero_tests::eventually;
+use dynzero_tests::hub::{Fixture, dynzero_command};
 use std::time::Duration;
 
 struct Ran {
@@ -41,13 +41,17 @@ async fn rejections_are_listed_shown_and_replayed_from_the_command_line() {
         ])
         .await;
     let pool = fixture.db.pool().await;
-    eventually(Duration::from_secs(60), "both rejected and recorded", || async {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM rejection")
-            .fetch_one(&pool)
-            .await
-            .ok()?;
-        (n == 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "both rejected and recorded",
+        || async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM rejection")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
+            (n == 2).then_some(())
+        },
+    )
     .await;
     // Stopped, so a replay is not rejected again while the test looks.
     hub.stop().await;
@@ -69,7 +73,11 @@ async fn rejections_are_listed_shown_and_replayed_from_the_command_line() {
     assert!(lines[0].contains("reason") && lines[0].contains("source"));
     assert!(list.stdout.contains("malformed"), "{}", list.stdout);
     assert!(list.stdout.contains("test/rejected"), "{}", list.stdout);
-    assert!(list.stdout.contains("com.example.nothing"), "{}", list.stdout);
+    assert!(
+        list.stdout.contains("com.example.nothing"),
+        "{}",
+        list.stdout
+    );
 
     let json = rejected(&fixture, &["list", "--json", "--reason", "malformed"]).await;
     assert_eq!(json.code, Some(0), "{}", json.stderr);
@@ -82,15 +90,24 @@ async fn rejections_are_listed_shown_and_replayed_from_the_command_line() {
 
     let show = rejected(&fixture, &["show", &malformed.to_string()]).await;
     assert_eq!(show.code, Some(0), "{}", show.stderr);
-    assert!(show.stdout.contains("reason:       malformed"), "{}", show.stdout);
     assert!(
-        show.stdout.contains(std::str::from_utf8(MALFORMED).unwrap()),
+        show.stdout.contains("reason:       malformed"),
+        "{}",
+        show.stdout
+    );
+    assert!(
+        show.stdout
+            .contains(std::str::from_utf8(MALFORMED).unwrap()),
         "the body: {}",
         show.stdout
     );
     let missing = rejected(&fixture, &["show", "999999"]).await;
     assert_eq!(missing.code, Some(1), "{}", missing.stderr);
-    assert!(missing.stderr.contains("no rejection 999999"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("no rejection 999999"),
+        "{}",
+        missing.stderr
+    );
 
     // Replays land on the inbound exchange, byte for byte.
     let inbound = fixture
@@ -99,7 +116,11 @@ async fn rejections_are_listed_shown_and_replayed_from_the_command_line() {
         .await;
     let one = rejected(&fixture, &["replay", &malformed.to_string()]).await;
     assert_eq!(one.code, Some(0), "{}", one.stderr);
-    assert!(one.stdout.contains(&format!("replayed {malformed}")), "{}", one.stdout);
+    assert!(
+        one.stdout.contains(&format!("replayed {malformed}")),
+        "{}",
+        one.stdout
+    );
     let got = fixture
         .broker
         .drain(&inbound, |d| !d.is_empty(), Duration::from_secs(20))
@@ -108,7 +129,11 @@ async fn rejections_are_listed_shown_and_replayed_from_the_command_line() {
     assert_eq!(got[0].data, MALFORMED);
     assert_eq!(got[0].routing_key.as_str(), "household.registered");
     assert_eq!(
-        got[0].properties.content_type().as_ref().map(|c| c.as_str()),
+        got[0]
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|c| c.as_str()),
         Some("application/cloudevents+json")
     );
     let replayed: Option<chrono::DateTime<chrono::Utc>> =
@@ -121,7 +146,13 @@ async fn rejections_are_listed_shown_and_replayed_from_the_command_line() {
 
     let bulk = rejected(
         &fixture,
-        &["replay", "--reason", &unknown_reason, "--since", "2000-01-01"],
+        &[
+            "replay",
+            "--reason",
+            &unknown_reason,
+            "--since",
+            "2000-01-01",
+        ],
     )
     .await;
     assert_eq!(bulk.code, Some(0), "{}", bulk.stderr);
@@ -135,8 +166,16 @@ async fn rejections_are_listed_shown_and_replayed_from_the_command_line() {
     // Already replayed: nothing matches unless asked again.
     let none = rejected(&fixture, &["replay", "--reason", &unknown_reason]).await;
     assert_eq!(none.code, Some(1), "{}", none.stdout);
-    assert!(none.stderr.contains("no rejection matched"), "{}", none.stderr);
-    let again = rejected(&fixture, &["replay", "--reason", &unknown_reason, "--again"]).await;
+    assert!(
+        none.stderr.contains("no rejection matched"),
+        "{}",
+        none.stderr
+    );
+    let again = rejected(
+        &fixture,
+        &["replay", "--reason", &unknown_reason, "--again"],
+    )
+    .await;
     assert_eq!(again.code, Some(0), "{}", again.stderr);
     assert!(again.stdout.contains("replayed 1 of 1"), "{}", again.stdout);
 

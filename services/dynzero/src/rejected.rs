@@ -47,7 +47,7 @@ pub struct ListArgs {
 }
 
 #[derive(Args)]
-#[command(group(ArgGroup::new("which").required(true).args(["id", "reason", "since"])))]
+#[command(group(ArgGroup::new("which").required(true).multiple(true).args(["id", "reason", "since"])))]
 pub struct ReplayArgs {
     /// The rejection's id (as `list` shows it).
     #[arg(conflicts_with_all = ["reason", "since", "again"])]
@@ -118,7 +118,8 @@ async fn list(pool: &PgPool, args: ListArgs) -> anyhow::Result<()> {
         println!(
             "{:>8}  {:<25}  {:<21}  {:<24}  {:<28}  {}",
             r.id,
-            r.rejected_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            r.rejected_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             r.reason,
             r.source.as_deref().unwrap_or("-"),
             r.event_type.as_deref().unwrap_or("-"),
