@@ -195,7 +195,8 @@ mod tests {
     #[test]
     fn delivery_states_are_a_gauge_per_state_and_target_kind() {
         let m = Metrics::default();
-        assert!(!m.render().contains(DELIVERIES), "nothing before a sample");
+        let gauge = format!("{DELIVERIES}{{");
+        assert!(!m.render().contains(&gauge), "nothing before a sample");
         m.deliveries(&[
             (TargetKind::Wecom, DeliveryState::Pending, 3),
             (TargetKind::Webhook, DeliveryState::Failed, 2),
