@@ -11,6 +11,7 @@ mod bench;
 mod bench_notifier;
 mod config;
 mod demo;
+mod rejected;
 mod retention;
 mod run;
 mod simulate;
@@ -114,6 +115,12 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: i64,
     },
+    /// The messages the hub rejected: list, show, replay (exit 1: no such
+    /// rejection or nothing matched).
+    Rejected {
+        #[command(subcommand)]
+        command: rejected::RejectedCommand,
+    },
     /// The notifier's run-time subscriptions.
     Subscriptions {
         #[command(subcommand)]
@@ -195,6 +202,7 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
             bench_notifier::run(settings, config.notifier, args).await
         }
         Command::Subscriptions { command } => subscriptions::run(config.notifier(), command).await,
+        Command::Rejected { command } => rejected::run(settings, command).await,
         Command::Tokens { command } => tokens::run(config.api(), command).await,
         Command::Audit { limit } => tokens::audit(config.api(), limit).await,
         Command::Demo { households, seed } => demo::run(settings, households, seed).await,
