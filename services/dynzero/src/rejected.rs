@@ -88,7 +88,7 @@ fn instant(s: &str) -> Result<DateTime<Utc>, String> {
 
 pub async fn run(settings: Settings, command: RejectedCommand) -> anyhow::Result<()> {
     let pool = database::pool(&settings.database, database::options(&settings.database)?);
-    database::migrate(&MIGRATOR, &pool, &settings.database.url).await?;
+    database::migrate(&MIGRATOR, &settings.database).await?;
     let done = match command {
         RejectedCommand::List(args) => list(&pool, args).await,
         RejectedCommand::Show { id } => show(&pool, id).await,
