@@ -502,3 +502,85 @@ async fn dynzero_run_serves_rejection_counts_per_reason_on_metrics() {
     let _ = child.start_kill();
     let _ = child.wait().await;
 }
+
+/// A 300 KB `type` and a 300 KB `source` used to be echoed into the
+/// rejection's detail header, beyond the broker's frame limit: the broker
+/// closed the connection and the message went round until the queue's
+/// delivery limit dead-lettered it without a reason. Now each is rejected on
+/// its first delivery as `envelope_invalid`, byte for byte, and the
+/// connection stays up (nothing is ever redelivered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_300_kb_type_or_source_is_rejected_with_its_reason_on_an_unbroken_connection() {
+    let fixture = Fixture::new().await;
+    let hub = fixture.start().await;
+    let person = dynzero_simulator::id_number(
+        "210302",
+        chrono::NaiveDate::from_ymd_opt(1980, 5, 17).unwrap(),
+        true,
+        3,
+    );
+    let huge = "x".repeat(300 * 1024);
+    let mut long_type = event(
+        "big-type",
+        "household.registered",
+        registration("H-1", &person, "王伟"),
+    );
+    long_type["type"] = json!(huge);
+    let mut long_source = event(
+        "big-source",
+        "household.registered",
+        registration("H-2", &person, "王伟"),
+    );
+    long_source["source"] = json!(huge);
+    let bad: Vec<(String, Vec<u8>)> = [long_type, long_source]
+        .iter()
+        .map(|e| ("household.registered".to_owned(), e.to_string().into_bytes()))
+        .collect();
+    fixture.publish(&bad).await;
+    // A valid message after them is applied by the same, unbroken session.
+    let ok = event(
+        "ok-after",
+        "household.registered",
+        registration("H-3", &person, "王伟"),
+    );
+    fixture
+        .publish(&[("household.registered".to_owned(), ok.to_string().into_bytes())])
+        .await;
+
+    let rejected = fixture
+        .broker
+        .drain(
+            &fixture.settings.amqp.rejected_queue,
+            |got| got.len() >= 2,
+            Duration::from_secs(60),
+        )
+        .await;
+    assert_eq!(rejected.len(), 2);
+    for (d, (_, body)) in rejected.iter().zip(&bad) {
+        assert_eq!(&d.data, body, "the original body, byte for byte");
+        assert_eq!(
+            header_text(&d.properties, "x-dynzero-reason").as_deref(),
+            Some("envelope_invalid")
+        );
+        let detail = header_text(&d.properties, "x-dynzero-detail").expect("a detail");
+        assert!(detail.len() <= 1024, "detail header {} bytes", detail.len());
+        let dead_lettered = d
+            .properties
+            .headers()
+            .as_ref()
+            .is_some_and(|h| h.inner().contains_key("x-death"));
+        assert!(!dead_lettered, "rejected by the hub, not dead-lettered by the broker");
+    }
+    eventually(Duration::from_secs(60), "the valid message applied", || async {
+        (hub.hub.metrics.processed_count() >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        hub.hub.metrics.redeliveries_count(),
+        0,
+        "a broken connection would have handed the messages back"
+    );
+    assert_eq!(hub.hub.metrics.rejected_count(Reason::EnvelopeInvalid), 2);
+    hub.stop().await;
+    fixture.db.drop_database().await;
+}
