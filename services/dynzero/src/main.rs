@@ -11,6 +11,7 @@ mod bench;
 mod bench_notifier;
 mod config;
 mod demo;
+mod keys;
 mod run;
 mod simulate;
 mod subscriptions;
@@ -109,6 +110,11 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: i64,
     },
+    /// The key sealing subscription secrets at rest: generate one, or rotate to a new one.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// The notifier's run-time subscriptions.
     Subscriptions {
         #[command(subcommand)]
@@ -188,6 +194,7 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
             bench_notifier::run(settings, config.notifier, args).await
         }
         Command::Subscriptions { command } => subscriptions::run(config.notifier(), command).await,
+        Command::Keys { command } => keys::run(config.notifier(), command).await,
         Command::Tokens { command } => tokens::run(config.api(), command).await,
         Command::Audit { limit } => tokens::audit(config.api(), limit).await,
         Command::Demo { households, seed } => demo::run(settings, households, seed).await,
