@@ -6,6 +6,8 @@
 #
 #   deploy/local-cluster.sh start          start the nodes that are down (and cluster them)
 #   deploy/local-cluster.sh status         each node, and who leads dynzero.reconciler
+#   deploy/local-cluster.sh leader         the node leading dynzero.reconciler
+#   deploy/local-cluster.sh kill N         kill -9 node N (1, 2 or 3)
 #   deploy/local-cluster.sh kill-leader    kill -9 the node leading dynzero.reconciler
 #   deploy/local-cluster.sh stop           stop every node (data kept)
 #   deploy/local-cluster.sh urls           the AMQP URLs, for amqp.urls
@@ -176,6 +178,13 @@ status() {
     echo "leader of $QUEUE: $(leader || true)"
 }
 
+kill_node() {
+    local n=$1 pid
+    pid=$(cat "$BASE_DIR/dz$n/pid")
+    kill -9 "$pid"
+    echo "killed $(node_name "$n") (pid $pid); bring it back with: $0 start"
+}
+
 kill_leader() {
     local node
     node=$(leader)
@@ -200,12 +209,14 @@ urls() {
 
 case "${1:-}" in
 start) start ;;
+leader) leader ;;
+kill) kill_node "${2:?usage: $0 kill N (1, 2 or 3)}" ;;
 stop) stop ;;
 status) status ;;
 kill-leader) kill_leader ;;
 urls) urls ;;
 *)
-    echo "usage: $0 start|stop|status|kill-leader|urls" >&2
+    echo "usage: $0 start|stop|status|leader|kill N|kill-leader|urls" >&2
     exit 2
     ;;
 esac

@@ -65,6 +65,22 @@ async fn bad_values_stop_the_start_with_a_clear_error() {
         ("DYNZERO__AMQP__PREFETCH", "0", "amqp.prefetch"),
         ("DYNZERO__AMQP__URLS", "http://broker", "amqp.urls"),
         ("DYNZERO__SHUTDOWN__GRACE_SECS", "0", "shutdown.grace_secs"),
+        (
+            "DYNZERO__RETENTION__BATCH_SIZE",
+            "0",
+            "retention.batch_size",
+        ),
+        ("DYNZERO__RETENTION__INBOX_DAYS", "-1", "inbox_days"),
+        (
+            "DYNZERO__DATABASE__MIGRATION_URL",
+            "mysql://owner@db/dynzero",
+            "database.migration_url",
+        ),
+        (
+            "DYNZERO__API__DATABASE_URL",
+            "http://db",
+            "api.database_url",
+        ),
         ("DYNZERO__LOG__FORMAT", "xml", "xml"),
         (
             "DYNZERO__DATABASE__CREATE_IF_MISSING",

@@ -67,6 +67,45 @@ fn names(defs: &Value, section: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// RabbitMQ checks `write` on the exchange a message is published to (an
+/// unanchored regular expression): sources may write to `dynzero.inbound`
+/// alone, and only the hub's user to `dynzero.households` and `dynzero.alerts`.
+#[test]
+fn only_the_hub_publishes_states_and_alerts_and_sources_only_inbound() {
+    let defs = definitions();
+    let exchanges = names(&defs, "exchanges");
+    let mut sources = 0;
+    for permission in defs["permissions"].as_array().expect("permissions") {
+        let user = permission["user"].as_str().expect("a user");
+        let write = regex::Regex::new(permission["write"].as_str().expect("a write pattern"))
+            .expect("a regular expression");
+        let writable: BTreeSet<&str> = exchanges
+            .iter()
+            .map(String::as_str)
+            .filter(|e| write.is_match(e))
+            .collect();
+        if user == "dynzero-hub" {
+            for exchange in ["dynzero.households", "dynzero.alerts", "dynzero.rejected"] {
+                assert!(
+                    writable.contains(exchange),
+                    "the hub publishes to {exchange}"
+                );
+            }
+        } else if user.starts_with("dynzero-source-") {
+            sources += 1;
+            assert_eq!(writable, BTreeSet::from(["dynzero.inbound"]), "{user}");
+        } else {
+            for exchange in ["dynzero.households", "dynzero.alerts"] {
+                assert!(
+                    !writable.contains(exchange),
+                    "{user} may publish to {exchange}"
+                );
+            }
+        }
+    }
+    assert!(sources >= 4, "the four sources have permissions");
+}
+
 #[test]
 fn definitions_name_the_exchanges_and_queues_of_the_default_configuration() {
     let defs = definitions();
@@ -303,6 +342,11 @@ async fn definitions_give_each_user_least_privilege_in_a_throwaway_vhost() {
     );
     let (_c, hr) = imported.channel("dynzero-source-hr").await;
     refused(
+        publish(&hr, "dynzero.households", "state.21.03.02.001.002").await,
+        "a source publishing to dynzero.households",
+    );
+    let (_c, hr) = imported.channel("dynzero-source-hr").await;
+    refused(
         publish(&hr, "dynzero.inbound", "subsidy.changed").await,
         "an HR system publishing a civil-affairs type",
     );
@@ -337,12 +381,24 @@ async fn definitions_give_each_user_least_privilege_in_a_throwaway_vhost() {
 }
 
 async fn hub_declares_exactly_the_imported_topology(imported: &Imported) {
-    let (_c, hub) = imported.channel("dynzero-hub").await;
+    let (connection, hub) = imported.channel("dynzero-hub").await;
     // Any argument that differs from the definitions closes the channel
     // with PRECONDITION_FAILED.
     dynzero_reconciler::amqp::declare_topology(&hub, &amqp_settings())
         .await
         .expect("the reconciler's declarations equal the definitions");
+    // The rejected queue is a quorum queue in both (declare_rejected_queue
+    // keeps a mismatching one with a warning, so declare it as it does).
+    dynzero_runtime::amqp::declare_quorum_queue(
+        &hub,
+        &amqp_settings().rejected_queue,
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("the rejected queue is declared as in the definitions");
+    dynzero_reconciler::amqp::declare_rejected_queue(&connection, &amqp_settings())
+        .await
+        .expect("the hub binds the rejected queue");
     dynzero_notifier::consumer::declare(&hub, &notifier_settings())
         .await
         .expect("the notifier's declarations equal the definitions");
@@ -394,6 +450,13 @@ async fn reader_reads_its_own_districts_alerts_only(imported: &Imported) {
         publish(&reader, "dynzero.inbound", "household.visited").await,
         "a reader publishing inbound",
     );
+    for exchange in ["dynzero.alerts", "dynzero.households"] {
+        let (_c, reader) = imported.channel("dynzero-reader-tiexi").await;
+        refused(
+            publish(&reader, exchange, "household_at_risk.21.03.02.001.002").await,
+            &format!("a reader publishing to {exchange}"),
+        );
+    }
 }
 
 async fn declare(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {

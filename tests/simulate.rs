@@ -15,6 +15,9 @@ async fn simulate_publishes_every_message_of_the_city_and_every_one_is_valid() {
     amqp::declare_topology(broker.channel(), &settings.amqp)
         .await
         .expect("declaring the topology");
+    amqp::declare_rejected_queue(broker.connection(), &settings.amqp)
+        .await
+        .expect("declaring the rejected queue");
     let capture = broker.capture(&settings.amqp.inbound_exchange, "#").await;
 
     let output = tokio::time::timeout(

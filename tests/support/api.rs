@@ -27,6 +27,7 @@ pub fn api_settings(hub: &Settings) -> dynzero_api::settings::Settings {
     dynzero_api::settings::Settings {
         api: dynzero_api::settings::ApiSettings {
             listen: "127.0.0.1:0".into(),
+            database_url: String::new(),
         },
         amqp: hub.amqp.clone(),
         database: hub.database.clone(),

@@ -92,6 +92,9 @@ impl Fixture {
         amqp::declare_topology(broker.channel(), &settings.amqp)
             .await
             .expect("declaring the hub's topology");
+        amqp::declare_rejected_queue(broker.connection(), &settings.amqp)
+            .await
+            .expect("declaring the rejected queue");
         let states = broker
             .capture(&settings.amqp.households_exchange, "#")
             .await;

@@ -23,6 +23,7 @@ mod broker;
 mod database;
 mod env;
 mod eventually;
+pub mod faultrun;
 pub mod hub;
 mod proxy;
 

@@ -3,7 +3,7 @@
 //! servers (other tests are using them at the same time).
 
 use std::io;
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener as StdTcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -38,9 +38,15 @@ impl TcpProxy {
     ///
     /// Must be called inside a tokio runtime.
     pub fn start(target: SocketAddr) -> io::Result<TcpProxy> {
+        TcpProxy::start_on(IpAddr::from([127, 0, 0, 1]), target)
+    }
+
+    /// Listens on `<ip>:0` (e.g. another loopback address, `127.0.0.2`, which
+    /// a server certificate for `127.0.0.1` does not name) and forwards to `target`.
+    pub fn start_on(ip: IpAddr, target: SocketAddr) -> io::Result<TcpProxy> {
         // Bound with std so that `start` needs no `.await`; the socket is
         // handed to tokio right away.
-        let listener = StdTcpListener::bind(("127.0.0.1", 0))?;
+        let listener = StdTcpListener::bind((ip, 0))?;
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let addr = listener.local_addr()?;

@@ -42,10 +42,10 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
         .max_connections(settings.database.max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options);
-    dynzero_runtime::database::migrate(&MIGRATOR, &pool, &settings.database.url).await?;
+    dynzero_runtime::database::migrate(&MIGRATOR, &settings.database).await?;
     // Its triggers and indexes lock the hub's tables: a hub at work may
     // deadlock with it, which is waited out and tried again like an outage.
-    dynzero_runtime::database::migrate(&migrator(), &pool, &settings.database.url)
+    dynzero_runtime::database::migrate(&migrator(), &settings.database)
         .await
         .context("running the API's migrations")?;
     Ok(pool)
@@ -63,7 +63,8 @@ pub struct Api {
 }
 
 impl Api {
-    /// Migrate, bind `api.listen`, and start listening for alerts.
+    /// Bind `api.listen` and start listening for alerts (the pool comes
+    /// from [`connect`], which migrated).
     pub async fn build(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
         Self::build_with_clock(settings, pool, Arc::new(SystemClock)).await
     }
@@ -74,10 +75,6 @@ impl Api {
         pool: PgPool,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        migrator()
-            .run(&pool)
-            .await
-            .context("running the API's migrations")?;
         let listener = TcpListener::bind(&settings.api.listen)
             .await
             .with_context(|| format!("binding api.listen {}", settings.api.listen))?;

@@ -12,6 +12,8 @@ use std::fmt;
 pub struct ApiSettings {
     /// Where the API and the board listen (`DYNZERO__API__LISTEN`).
     pub listen: String,
+    /// The read-mostly role's `postgres://` URL; empty: `database.url`.
+    pub database_url: String,
 }
 
 /// What the read side needs: its own section, the database it reads, the
@@ -29,6 +31,7 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("api.listen", &self.api.listen)
+            .field("api.database_url", &redact(&self.api.database_url))
             .field(
                 "amqp.urls",
                 &self.amqp.urls.iter().map(|u| redact(u)).collect::<Vec<_>>(),
@@ -45,7 +48,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_in_the_api_section_are_refused() {
-        let ok: ApiSettings = serde_json::from_str(r#"{"listen": "0.0.0.0:9000"}"#).unwrap();
+        let ok: ApiSettings =
+            serde_json::from_str(r#"{"listen": "0.0.0.0:9000", "database_url": ""}"#).unwrap();
         assert_eq!(ok.listen, "0.0.0.0:9000");
         assert!(serde_json::from_str::<ApiSettings>(r#"{"listne": "x"}"#).is_err());
     }

@@ -8,6 +8,7 @@ use crate::canonical::canonical_digest;
 use crate::event_type::EventType;
 use crate::rejection::{Reason, Rejection};
 use crate::schemas::Schemas;
+use crate::trace::TraceContext;
 use chrono::{DateTime, NaiveDate, Utc};
 use dynzero_domain::facts::{
     EmploymentEvent, EmploymentFact, EmploymentKind, Enterprise, Finding, JobPosting, LayoffNotice,
@@ -43,6 +44,12 @@ pub struct Inbound {
     pub data_digest: String,
     /// The fact, with `arrival` 0 until the store assigns one ([`InboundFact::set_arrival`]).
     pub fact: InboundFact,
+    /// The `traceparent` and `tracestate` attributes as received, when valid.
+    pub trace: Option<TraceContext>,
+    /// The trace context the outputs this message causes carry: the
+    /// service's span in the received trace. `None` from [`parse`]; the
+    /// service sets it.
+    pub onward_trace: Option<TraceContext>,
 }
 
 impl Inbound {
@@ -139,6 +146,8 @@ pub fn parse(body: &[u8], max_body_bytes: usize, today: NaiveDate) -> Result<Inb
         data,
         data_digest,
         fact,
+        trace: TraceContext::from_attributes(&envelope),
+        onward_trace: None,
     })
 }
 

@@ -8,4 +8,5 @@ pub mod outbound;
 pub mod pii;
 pub mod rejection;
 pub mod schemas;
+pub mod trace;
 pub mod words;

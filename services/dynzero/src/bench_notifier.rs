@@ -145,6 +145,7 @@ pub async fn run(
     let connection = amqp::connect(&settings.amqp).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     amqp::declare_topology(&channel, &settings.amqp).await?;
+    amqp::declare_rejected_queue(&connection, &settings.amqp).await?;
     dynzero_notifier::consumer::declare(&channel, &notifier_settings).await?;
 
     let today = dynzero_domain::alerts::shanghai_date(Utc::now());

@@ -7,6 +7,7 @@ use dynzero_reconciler::settings::{RulesSettings, SweepSettings};
 use dynzero_runtime::config::{self as layers, ConfigError};
 use dynzero_runtime::settings::{
     AmqpSettings, DatabaseSettings, LogSettings, MetricsSettings, ShutdownSettings,
+    TelemetrySettings,
 };
 use serde::Deserialize;
 use std::path::Path;
@@ -20,10 +21,12 @@ pub struct Config {
     pub sweep: SweepSettings,
     pub notifier: dynzero_notifier::settings::NotifierSettings,
     pub api: dynzero_api::settings::ApiSettings,
+    pub retention: crate::retention::RetentionSettings,
     pub metrics: MetricsSettings,
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
     pub security: dynzero_notifier::seal::SecuritySettings,
+    pub telemetry: TelemetrySettings,
 }
 
 impl Config {
@@ -32,6 +35,16 @@ impl Config {
         let config: Config = layers::load(file)?;
         config.reconciler().validate()?;
         config.notifier.validate()?;
+        config.telemetry.validate()?;
+        config.retention.validate()?;
+        config
+            .api()
+            .database
+            .validate()
+            .map_err(|e| match config.api.database_url.is_empty() {
+                true => e,
+                false => ConfigError(e.0.replace("database.url", "api.database_url")),
+            })?;
         Ok(config)
     }
 
@@ -47,12 +60,22 @@ impl Config {
         }
     }
 
-    /// The read side's part.
+    /// The read side's part: its pool is `api.database_url` when set, while
+    /// its migrations stay with the owner (`database.migration_url`, or the
+    /// hub's `database.url`).
     pub fn api(&self) -> dynzero_api::settings::Settings {
+        let database = match self.api.database_url.is_empty() {
+            true => self.database.clone(),
+            false => DatabaseSettings {
+                url: self.api.database_url.clone(),
+                migration_url: self.database.migrations_url().to_owned(),
+                ..self.database.clone()
+            },
+        };
         dynzero_api::settings::Settings {
             api: self.api.clone(),
             amqp: self.amqp.clone(),
-            database: self.database.clone(),
+            database,
             rules: self.rules.clone(),
         }
     }

@@ -39,6 +39,7 @@ pub async fn run(settings: Settings, households: usize, seed: u64) -> anyhow::Re
         .with_context(|| format!("connecting to {:?}", settings.amqp))?;
     let channel = amqp::confirm_channel(&connection).await?;
     amqp::declare_topology(&channel, &settings.amqp).await?;
+    amqp::declare_rejected_queue(&connection, &settings.amqp).await?;
     for m in &messages {
         amqp::publish_confirmed(
             &channel,

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use dynzero_reconciler::service::Parts;
 use dynzero_runtime::config::ConfigError;
-use dynzero_runtime::settings::LogFormat;
+use dynzero_runtime::telemetry;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,6 +12,7 @@ mod bench_notifier;
 mod config;
 mod demo;
 mod keys;
+mod retention;
 mod run;
 mod simulate;
 mod subscriptions;
@@ -36,6 +37,7 @@ enum Part {
     Sweeper,
     Notifier,
     Api,
+    Retention,
 }
 
 #[derive(Subcommand)]
@@ -70,6 +72,9 @@ enum Command {
         rate: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Deliberately bad messages spread through the stream.
+        #[arg(long, default_value_t = 0)]
+        invalid: usize,
     },
     /// Measure throughput and latency on this machine against a fresh database.
     Bench {
@@ -136,8 +141,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(CONFIGURATION_ERROR);
         }
     };
-    init_logs(config.log.format);
-    match dispatch(cli, config).await {
+    let telemetry = match telemetry::init(&config.log, &config.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("dynzero: telemetry: {e:#}");
+            return ExitCode::from(CONFIGURATION_ERROR);
+        }
+    };
+    let outcome = dispatch(cli, config).await;
+    // The spans of the last batches go out before the process does.
+    telemetry.shutdown().await;
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => match e.chain().find_map(|c| c.downcast_ref::<ConfigError>()) {
             Some(config_error) => {
@@ -152,18 +166,6 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
-}
-
 async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
     let settings = config.reconciler();
     match cli.command {
@@ -174,7 +176,12 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
                 relay: has(Part::Relay),
                 sweeper: has(Part::Sweeper),
             };
-            run::run(config, parts, has(Part::Notifier), has(Part::Api)).await
+            let others = run::Others {
+                notifier: has(Part::Notifier),
+                api: has(Part::Api),
+                retention: has(Part::Retention),
+            };
+            run::run(config, parts, others).await
         }
         Command::Migrate => run::migrate(config).await,
         Command::CheckConfig => {
@@ -203,12 +210,14 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
             events,
             rate,
             seed,
+            invalid,
         } => {
             let args = simulate::SimulateArgs {
                 households,
                 events,
                 rate,
                 seed,
+                invalid,
             };
             simulate::run(settings, args).await
         }

@@ -2,6 +2,7 @@
 //! side, with the metrics and health endpoint, until SIGTERM or SIGINT.
 
 use crate::config::Config;
+use crate::retention::Retention;
 use dynzero_reconciler::clock::SystemClock;
 use dynzero_reconciler::service::{MIGRATOR, Parts, Reconciler};
 use dynzero_runtime::health::{Liveness, Readiness};
@@ -16,16 +17,21 @@ use tracing::info;
 
 type Services = JoinSet<anyhow::Result<()>>;
 
+/// The parts of `dynzero run` besides the reconciler's.
+#[derive(Debug, Clone, Copy)]
+pub struct Others {
+    pub notifier: bool,
+    pub api: bool,
+    pub retention: bool,
+}
+
 /// Create the database if allowed and missing, and run every service's migrations.
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     let settings = &config.database;
     database::ensure_exists(settings).await?;
-    let pool = database::pool(settings, database::options(settings)?);
-    database::migrate(&MIGRATOR, &pool, &settings.url).await?;
-    let notifier = dynzero_notifier::store::migrator();
-    database::migrate(&notifier, &pool, &settings.url).await?;
-    database::migrate(&dynzero_api::service::migrator(), &pool, &settings.url).await?;
-    pool.close().await;
+    database::migrate(&MIGRATOR, settings).await?;
+    database::migrate(&dynzero_notifier::store::migrator(), settings).await?;
+    database::migrate(&dynzero_api::service::migrator(), settings).await?;
     println!("migrations applied");
     Ok(())
 }
@@ -37,7 +43,7 @@ fn until_stopped(stopped: &watch::Receiver<bool>) -> impl Future<Output = ()> + 
     }
 }
 
-pub async fn run(config: Config, parts: Parts, notifier: bool, api: bool) -> anyhow::Result<()> {
+pub async fn run(config: Config, parts: Parts, others: Others) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let stop = Arc::new(stop);
     {
@@ -51,7 +57,7 @@ pub async fn run(config: Config, parts: Parts, notifier: bool, api: bool) -> any
     // too; the services already started stop as they would after it.
     let mut services: Services = JoinSet::new();
     let started = tokio::select! {
-        started = start(&config, parts, notifier, api, &stopped, &mut services) => Some(started),
+        started = start(&config, parts, others, &stopped, &mut services) => Some(started),
         _ = until_stopped(&stopped) => None,
     };
     match started {
@@ -95,8 +101,7 @@ pub async fn run(config: Config, parts: Parts, notifier: bool, api: bool) -> any
 async fn start(
     config: &Config,
     parts: Parts,
-    notifier: bool,
-    api: bool,
+    others: Others,
     stopped: &watch::Receiver<bool>,
     services: &mut Services,
 ) -> anyhow::Result<()> {
@@ -108,7 +113,7 @@ async fn start(
     let mut sources: Vec<Source> = Vec::new();
     let mut liveness: Vec<Liveness> = Vec::new();
     // Every migration before any service works: the API's lock the hub's tables.
-    let api_pool = match api {
+    let api_pool = match others.api {
         true => Some(dynzero_api::service::connect(&config.api()).await?),
         false => None,
     };
@@ -119,12 +124,16 @@ async fn start(
         liveness.push(reconciler.liveness().clone());
         services.spawn(reconciler.run_until(parts, until_stopped(stopped)));
     }
-    if notifier {
+    if others.notifier {
         let notifier = dynzero_notifier::service::Notifier::build(config.notifier()).await?;
         let metrics = notifier.metrics().clone();
         sources.push(Arc::new(move || metrics.render()));
         liveness.push(notifier.liveness().clone());
         services.spawn(notifier.run_until(until_stopped(stopped)));
+    }
+    if others.retention {
+        let retention = Retention::build(&config.database, config.retention.clone()).await?;
+        services.spawn(retention.run_until(until_stopped(stopped)));
     }
     if let Some(pool) = api_pool {
         let api = dynzero_api::service::Api::build(config.api(), pool).await?;

@@ -18,6 +18,9 @@ pub struct SimulateArgs {
     /// Messages per second; 0: as fast as the broker accepts.
     pub rate: u32,
     pub seed: u64,
+    /// Deliberately bad messages spread evenly through the stream, each
+    /// refused with its reason (a fault run checks every one is recorded).
+    pub invalid: usize,
 }
 
 /// Unconfirmed messages in flight at most.
@@ -37,10 +40,16 @@ pub async fn run(settings: Settings, args: SimulateArgs) -> anyhow::Result<()> {
     let mut city = City::new(config);
     let mut messages = city.backfill();
     messages.extend(city.events());
+    let bad = city.bad_messages(args.invalid);
+    let every = messages.len() / (bad.len() + 1);
+    for (i, m) in bad.into_iter().enumerate() {
+        messages.insert((i + 1) * every + i, m);
+    }
 
     let connection = amqp::connect(&settings.amqp).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     amqp::declare_topology(&channel, &settings.amqp).await?;
+    amqp::declare_rejected_queue(&connection, &settings.amqp).await?;
     let props = BasicProperties::default()
         .with_content_type(ShortString::from("application/cloudevents+json"))
         .with_delivery_mode(2);

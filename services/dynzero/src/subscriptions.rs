@@ -200,6 +200,7 @@ async fn test(settings: &Settings, s: &Subscription) -> anyhow::Result<Attempt> 
                     Message::Event {
                         id: &id,
                         body: &body,
+                        traceparent: None,
                     },
                 )
                 .await

@@ -15,7 +15,7 @@ use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, ExchangeDeclareOptions, QueueBindOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 use sqlx::{Acquire, PgPool, Postgres, Transaction};
 use std::sync::Arc;
@@ -160,6 +160,18 @@ async fn record(
     }
 }
 
+/// The AMQP header `traceparent`, when valid: an alert's trace context when
+/// its attribute is missing.
+fn traceparent_header(delivery: &Delivery) -> Option<String> {
+    let headers = delivery.properties.headers().as_ref()?;
+    let value = match headers.inner().get("traceparent")? {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        _ => return None,
+    };
+    dynzero_runtime::telemetry::is_traceparent(&value).then_some(value)
+}
+
 #[tracing::instrument(skip_all, fields(messages = batch.len()))]
 async fn record_once(
     pool: &PgPool,
@@ -170,7 +182,10 @@ async fn record_once(
     let mut recorded = Recorded::default();
     for delivery in batch {
         match ConsumedAlert::parse(&delivery.data) {
-            Some(alert) => {
+            Some(mut alert) => {
+                if alert.traceparent.is_none() {
+                    alert.traceparent = traceparent_header(delivery);
+                }
                 match record_or_park(&mut tx, &alert, delivery.routing_key.as_str()).await? {
                     Some(created) => recorded.created += created,
                     None => recorded.parked += 1,

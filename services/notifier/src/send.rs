@@ -43,6 +43,8 @@ pub enum Message<'a> {
     Event {
         id: &'a str,
         body: &'a [u8],
+        /// Sent as the `traceparent` header.
+        traceparent: Option<&'a str>,
     },
     Markdown {
         title: &'a str,
@@ -99,7 +101,14 @@ impl Sender {
             }
         };
         let request = match (target, message) {
-            (Target::Webhook { url, secret }, Message::Event { id, body }) => {
+            (
+                Target::Webhook { url, secret },
+                Message::Event {
+                    id,
+                    body,
+                    traceparent,
+                },
+            ) => {
                 let secret = match WebhookSecret::parse(secret) {
                     Ok(s) => s,
                     Err(e) => {
@@ -110,13 +119,17 @@ impl Sender {
                     }
                 };
                 let timestamp = Utc::now().timestamp();
-                client
+                let request = client
                     .post(url)
                     .header("content-type", "application/cloudevents+json")
                     .header("webhook-id", id)
                     .header("webhook-timestamp", timestamp.to_string())
                     .header("webhook-signature", secret.sign(id, timestamp, body))
-                    .body(body.to_vec())
+                    .body(body.to_vec());
+                match traceparent {
+                    Some(traceparent) => request.header("traceparent", traceparent),
+                    None => request,
+                }
             }
             (Target::Wecom { url }, Message::Markdown { title, text }) => {
                 client.post(url).json(&render::wecom_body(title, text))

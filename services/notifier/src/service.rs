@@ -23,7 +23,7 @@ use tracing::info;
 /// Connect (waiting for PostgreSQL if it is down) and run the notifier's migrations.
 pub async fn connect(database: &DatabaseSettings) -> anyhow::Result<PgPool> {
     let pool = runtime_db::pool(database, runtime_db::options(database)?);
-    runtime_db::migrate(&store::migrator(), &pool, &database.url).await?;
+    runtime_db::migrate(&store::migrator(), database).await?;
     Ok(pool)
 }
 

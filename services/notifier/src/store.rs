@@ -364,6 +364,8 @@ pub struct ConsumedAlert<'a> {
     pub kind: String,
     pub division_code: String,
     pub body: &'a [u8],
+    /// The alert's `traceparent` attribute, when valid.
+    pub traceparent: Option<String>,
 }
 
 impl<'a> ConsumedAlert<'a> {
@@ -373,11 +375,16 @@ impl<'a> ConsumedAlert<'a> {
         let id = event["id"].as_str()?.to_string();
         let kind = event["data"]["kind"].as_str()?.to_string();
         let division_code = event["data"]["division_code"].as_str()?.to_string();
+        let traceparent = event["traceparent"]
+            .as_str()
+            .filter(|t| dynzero_runtime::telemetry::is_traceparent(t))
+            .map(str::to_string);
         Some(Self {
             id,
             kind,
             division_code,
             body,
+            traceparent,
         })
     }
 }
@@ -400,8 +407,8 @@ pub async fn record_alert(
     .execute(&mut **tx)
     .await?;
     let created = sqlx::query(
-        "INSERT INTO notifier_delivery (alert_id, subscription, target_key, target_kind)
-         SELECT $1, name, coalesce(target_hash, 'subscription:' || name), target_kind FROM notifier_subscription
+        "INSERT INTO notifier_delivery (alert_id, subscription, target_key, target_kind, traceparent)
+         SELECT $1, name, coalesce(target_hash, 'subscription:' || name), target_kind, $4 FROM notifier_subscription
          WHERE target_kind <> 'amqp' AND starts_with($2, division_prefix)
            AND (cardinality(kinds) = 0 OR $3 = ANY(kinds))
          ON CONFLICT (alert_id, subscription) DO NOTHING",
@@ -409,6 +416,7 @@ pub async fn record_alert(
     .bind(&alert.id)
     .bind(&alert.division_code)
     .bind(&alert.kind)
+    .bind(&alert.traceparent)
     .execute(&mut **tx)
     .await?;
     Ok(created.rows_affected())
@@ -423,6 +431,8 @@ pub struct Due {
     pub attempts: i32,
     pub body: Vec<u8>,
     pub received_at: DateTime<Utc>,
+    /// The alert's trace context, sent on to webhooks.
+    pub traceparent: Option<String>,
     /// `None` when the subscription was removed after the alert came.
     pub subscription: Option<Subscription>,
 }
@@ -436,7 +446,7 @@ pub async fn due(
     limit: i64,
 ) -> Result<Vec<Due>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT d.id, d.alert_id, d.target_key, d.attempts, a.body, a.received_at,
+        "SELECT d.id, d.alert_id, d.target_key, d.attempts, a.body, a.received_at, d.traceparent,
                 s.name, s.division_prefix, s.kinds, s.target, s.target_sealed, s.pii
          FROM notifier_delivery d
          JOIN notifier_alert a ON a.alert_id = d.alert_id
@@ -479,6 +489,7 @@ pub async fn due(
                 attempts: row.get("attempts"),
                 body: row.get("body"),
                 received_at: row.get("received_at"),
+                traceparent: row.get("traceparent"),
                 subscription,
             }
         })
@@ -586,4 +597,35 @@ pub async fn retry_later(
     .fetch_one(pool)
     .await?;
     Ok(given_up as u64)
+}
+
+/// Retention (`retention.deliveries_days`): delete at most `batch` rows
+/// delivered more than `days` days ago, then at most `batch` consumed alerts
+/// as old that no delivery row names any more; the number deleted. Pending
+/// and failed rows are never purged: what is not delivered stays.
+pub async fn purge_delivered(pool: &PgPool, days: i32, batch: i64) -> Result<u64, sqlx::Error> {
+    let deliveries = sqlx::query(
+        "DELETE FROM notifier_delivery WHERE id IN (
+             SELECT id FROM notifier_delivery
+             WHERE status = 'delivered' AND delivered_at < now() - make_interval(days => $1)
+             ORDER BY delivered_at
+             LIMIT $2)",
+    )
+    .bind(days)
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    let alerts = sqlx::query(
+        "DELETE FROM notifier_alert WHERE alert_id IN (
+             SELECT a.alert_id FROM notifier_alert a
+             WHERE a.received_at < now() - make_interval(days => $1)
+               AND NOT EXISTS (SELECT 1 FROM notifier_delivery d WHERE d.alert_id = a.alert_id)
+             ORDER BY a.received_at
+             LIMIT $2)",
+    )
+    .bind(days)
+    .bind(batch)
+    .execute(pool)
+    .await?;
+    Ok(deliveries.rows_affected() + alerts.rows_affected())
 }

@@ -14,6 +14,7 @@ use crate::store::{self, Due};
 use crate::subscription::TargetKind;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
+use dynzero_runtime::telemetry;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -22,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 /// A bot's rate window.
 const MINUTE: Duration = Duration::from_secs(60);
@@ -32,7 +33,7 @@ const LEASE_MARGIN: Duration = Duration::from_secs(5);
 /// What one task sends: one webhook delivery, or a bot's messages in order
 /// (each a single alert or a digest of several).
 enum Unit {
-    Webhook(Due),
+    Webhook(Box<Due>),
     Bot {
         target_key: String,
         messages: Vec<Vec<Due>>,
@@ -209,7 +210,7 @@ impl Worker {
                 let slot = slots.entry(row.target_key.clone()).or_insert(per_target);
                 if *slot > 0 && units.len() < free {
                     *slot -= 1;
-                    units.push(Unit::Webhook(row));
+                    units.push(Unit::Webhook(Box::new(row)));
                 }
             }
         }
@@ -344,6 +345,12 @@ impl Worker {
                         Err(_) => due.body.clone(),
                     },
                 };
+                // The delivery continues the alert's trace; the webhook
+                // receives this span as its parent.
+                let span =
+                    tracing::info_span!(parent: None, "deliver alert", alert_id = %due.alert_id);
+                let traceparent =
+                    telemetry::continue_trace(&span, due.traceparent.as_deref(), None);
                 let outcome = self
                     .sender
                     .send(
@@ -351,8 +358,10 @@ impl Worker {
                         Message::Event {
                             id: &due.alert_id,
                             body: &body,
+                            traceparent: traceparent.as_deref(),
                         },
                     )
+                    .instrument(span)
                     .await;
                 self.settle(TargetKind::Webhook, std::slice::from_ref(&due), &outcome)
                     .await;

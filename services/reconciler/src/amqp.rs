@@ -5,11 +5,13 @@ use crate::settings::AmqpSettings;
 pub use dynzero_runtime::amqp::{
     CLOSE_TIMEOUT, close, close_connection, confirm_channel, connect, declare_quorum_queue,
 };
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ExchangeKind};
+use tracing::warn;
 
-/// Declare every exchange and queue of the contract's section 1, idempotently.
+/// Declare every exchange of the contract's section 1 and the hub's queue,
+/// idempotently (the rejected queue: [`declare_rejected_queue`]).
 pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions {
         durable: true,
@@ -65,16 +67,34 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
             FieldTable::default(),
         )
         .await?;
-    channel
-        .queue_declare(
-            s.rejected_queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    Ok(())
+}
+
+/// Declare the durable queue `rejected_queue` on the rejected exchange, as a
+/// quorum queue: a classic queue lives on one node, and while that node is
+/// down declaring it fails, which stopped the hub on a cluster that had lost
+/// a node (tests/failover.rs found it). A queue an earlier version declared
+/// classic is kept as it is, with a warning (docs/operations.md, Upgrading).
+/// Its own channels, so the broker closing one on a mismatch costs nothing.
+pub async fn declare_rejected_queue(
+    connection: &Connection,
+    s: &AmqpSettings,
+) -> lapin::Result<()> {
+    let channel = connection.create_channel().await?;
+    let channel = match declare_quorum_queue(&channel, &s.rejected_queue, FieldTable::default())
+        .await
+    {
+        Ok(()) => channel,
+        Err(e) if is_precondition_failed(&e) => {
+            warn!(
+                queue = %s.rejected_queue,
+                "the rejected queue exists as a classic queue: it takes nothing while its node is down; \
+                 move it to a quorum queue (docs/operations.md, Upgrading)"
+            );
+            connection.create_channel().await?
+        }
+        Err(e) => return Err(e),
+    };
     channel
         .queue_bind(
             s.rejected_queue.as_str().into(),
@@ -84,7 +104,18 @@ pub async fn declare_topology(channel: &Channel, s: &AmqpSettings) -> lapin::Res
             FieldTable::default(),
         )
         .await?;
+    let _ = channel.close(200, "declared".into()).await;
     Ok(())
+}
+
+fn is_precondition_failed(e: &lapin::Error) -> bool {
+    matches!(
+        e.kind(),
+        lapin::ErrorKind::ProtocolError(amqp) if matches!(
+            amqp.kind(),
+            lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::PRECONDITIONFAILED)
+        )
+    )
 }
 
 /// Why a publish did not make it.
@@ -120,8 +151,14 @@ pub async fn publish_confirmed(
     }
 }
 
-/// Properties of everything the hub publishes.
-pub fn output_properties(message_id: &str, event_type: Option<&str>) -> BasicProperties {
+/// Properties of everything the hub publishes; the output's `traceparent`
+/// attribute is also the header `traceparent` (for consumers that read
+/// headers only, as the CloudEvents AMQP binding maps extensions).
+pub fn output_properties(
+    message_id: &str,
+    event_type: Option<&str>,
+    traceparent: Option<&str>,
+) -> BasicProperties {
     let mut props = BasicProperties::default()
         .with_content_type(ShortString::from(dynzero_contracts::outbound::CONTENT_TYPE))
         .with_delivery_mode(2)
@@ -130,8 +167,19 @@ pub fn output_properties(message_id: &str, event_type: Option<&str>) -> BasicPro
     if let Some(t) = event_type {
         props = props.with_type(ShortString::from(t));
     }
+    if let Some(traceparent) = traceparent {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            ShortString::from(TRACEPARENT),
+            AMQPValue::LongString(LongString::from(traceparent)),
+        );
+        props = props.with_headers(headers);
+    }
     props
 }
+
+/// The AMQP header that carries an output's trace context.
+pub const TRACEPARENT: &str = "traceparent";
 
 /// A header as text, for tests and logs.
 pub fn header_text(props: &BasicProperties, name: &str) -> Option<String> {

@@ -12,6 +12,7 @@ use crate::store::outbox::Outputs;
 use crate::store::rows;
 use dynzero_contracts::inbound::{Inbound, InboundFact};
 use dynzero_contracts::outbound;
+use dynzero_contracts::trace::TraceContext;
 use dynzero_domain::alerts;
 use dynzero_domain::facts::{JobPosting, LayoffNotice, LayoffStage};
 use dynzero_planner::layoff::layoff_alert;
@@ -212,9 +213,11 @@ impl Hub {
         causes.write(tx).await?;
 
         let stored = || new.iter().map(|&i| &messages[i]);
-        let notices: Vec<&LayoffNotice> = stored()
+        let notices: Vec<(&LayoffNotice, Option<&TraceContext>)> = stored()
             .filter_map(|m| match &m.fact {
-                InboundFact::Layoff(n) if n.stage != LayoffStage::Withdrawn => Some(n),
+                InboundFact::Layoff(n) if n.stage != LayoffStage::Withdrawn => {
+                    Some((n, m.onward_trace.as_ref()))
+                }
                 _ => None,
             })
             .collect();
@@ -224,40 +227,44 @@ impl Hub {
         }
         for inbound in stored() {
             if let InboundFact::Posting(posting) = &inbound.fact {
-                self.raise_job_matches(tx, posting, &inbound.data, outputs)
+                let trace = inbound.onward_trace.as_ref();
+                self.raise_job_matches(tx, posting, &inbound.data, trace, outputs)
                     .await?;
             }
         }
         Ok(applied)
     }
 
-    /// What the stored notices raise ([`dynzero_planner::layoff`]).
+    /// What the stored notices raise ([`dynzero_planner::layoff`]), each
+    /// alert carrying its notice's trace context.
     async fn raise_layoff_alerts(
         &self,
         tx: Tx<'_>,
-        notices: &[&LayoffNotice],
+        notices: &[(&LayoffNotice, Option<&TraceContext>)],
         batch: &HashSet<i64>,
         outputs: &mut Outputs,
     ) -> Result<(), ProcessError> {
         let keys: Vec<(&str, &str)> = notices
             .iter()
-            .map(|n| (n.enterprise.uscc.as_str(), n.notice_id.as_str()))
+            .map(|(n, _)| (n.enterprise.uscc.as_str(), n.notice_id.as_str()))
             .collect();
         let stages = rows::notice_stages(tx, &keys, batch).await?;
-        for notice in notices {
+        for (notice, trace) in notices {
             if let Some(alert) = layoff_alert(notice, &stages) {
-                outputs.alert(outbound::layoff_alert(notice, alert));
+                outputs.alert(outbound::layoff_alert(notice, alert), *trace);
             }
         }
         Ok(())
     }
 
-    /// Job matches for the zero-employment households of the posting's county.
+    /// Job matches for the zero-employment households of the posting's
+    /// county, carrying the posting's trace context.
     async fn raise_job_matches(
         &self,
         tx: Tx<'_>,
         posting: &JobPosting,
         received: &Value,
+        trace: Option<&TraceContext>,
         outputs: &mut Outputs,
     ) -> Result<(), ProcessError> {
         let today = self.clock.today();
@@ -267,7 +274,7 @@ impl Hub {
         let data = outbound::posting_data(posting, received);
         for m in alerts::job_matches(posting, &states, today) {
             if let Some(state) = states.iter().find(|s| s.household_id == m.household_id) {
-                outputs.alert(outbound::job_match(state, posting, data.clone(), &m));
+                outputs.alert(outbound::job_match(state, posting, data.clone(), &m), trace);
             }
         }
         Ok(())

@@ -8,9 +8,11 @@ use crate::store::Tx;
 use crate::store::outbox::Outputs;
 use dynzero_contracts::inbound::{self, Inbound, InboundFact};
 use dynzero_contracts::rejection::{Reason, Rejection};
+use dynzero_contracts::trace::{TraceContext, TraceParent};
+use dynzero_runtime::telemetry;
 use std::collections::BTreeSet;
 use std::ops::Range;
-use tracing::warn;
+use tracing::{Instrument, Span, warn};
 
 /// How a batch is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,26 +44,77 @@ impl Hub {
     /// they are in the batch.
     pub async fn process_batch(&self, bodies: &[&[u8]]) -> Result<Vec<Fate>, ProcessError> {
         let today = self.clock.today();
-        let parsed: Vec<Result<Inbound, Rejection>> = bodies
+        let mut parsed: Vec<Result<Inbound, Rejection>> = bodies
             .iter()
             .map(|body| inbound::parse(body, self.settings.rules.max_body_bytes, today))
             .collect();
+        let messages = self.continue_traces(&mut parsed);
+        let batch = tracing::info_span!("process batch", messages = bodies.len());
+        for message in &messages {
+            batch.follows_from(message);
+        }
+        self.process_parsed(&parsed).instrument(batch).await
+    }
+
+    async fn process_parsed(
+        &self,
+        parsed: &[Result<Inbound, Rejection>],
+    ) -> Result<Vec<Fate>, ProcessError> {
         let valid = parsed.iter().filter(|p| p.is_ok()).count();
         if valid == 0 {
             return Ok(parsed
-                .into_iter()
-                .filter_map(Result::err)
-                .map(Fate::Rejected)
+                .iter()
+                .filter_map(|p| p.as_ref().err())
+                .map(|r| Fate::Rejected(r.clone()))
                 .collect());
         }
-        match self.apply_batch(&parsed, Mode::Together).await {
+        match self.apply_batch(parsed, Mode::Together).await {
             Err(ProcessError::Failed(e)) if valid > 1 => {
                 warn!(error = %e, "a batch failed as a whole; applying its messages one by one");
                 self.metrics.one_by_one();
-                self.apply_batch(&parsed, Mode::OneByOne).await
+                self.apply_batch(parsed, Mode::OneByOne).await
             }
             other => other,
         }
+    }
+
+    /// One span per valid message, continuing the trace its `traceparent`
+    /// names (docs/operations.md, "Tracing"); the message's `onward_trace`,
+    /// what the outputs it causes carry, is that span in that trace. The
+    /// spans end with the batch.
+    fn continue_traces(&self, parsed: &mut [Result<Inbound, Rejection>]) -> Vec<Span> {
+        parsed
+            .iter_mut()
+            .filter_map(|p| p.as_mut().ok())
+            .map(|inbound| {
+                let span = tracing::info_span!(
+                    parent: None,
+                    "process message",
+                    messaging.system = "rabbitmq",
+                    messaging.operation.type = "process",
+                    messaging.destination.name = %self.settings.amqp.queue,
+                    messaging.message.id = %inbound.id,
+                    cloudevents.event_source = %inbound.source,
+                    cloudevents.event_type = inbound.event_type.as_str(),
+                );
+                let received = inbound.trace.as_ref();
+                let tracestate = received.and_then(|t| t.tracestate.clone());
+                let onward = telemetry::continue_trace(
+                    &span,
+                    received.map(|t| t.traceparent.as_str()),
+                    tracestate.as_deref(),
+                );
+                inbound.onward_trace =
+                    onward
+                        .as_deref()
+                        .and_then(TraceParent::parse)
+                        .map(|traceparent| TraceContext {
+                            traceparent,
+                            tracestate,
+                        });
+                span
+            })
+            .collect()
     }
 
     async fn apply_batch(

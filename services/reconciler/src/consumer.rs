@@ -41,6 +41,7 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                 |c| async move { amqp::declare_topology(&c, settings).await.map(|()| c) },
             )
             .await?;
+            amqp::declare_rejected_queue(&session.connection, settings).await?;
             let rejections = amqp::confirm_channel(&session.connection).await?;
             Ok::<_, lapin::Error>((session, rejections))
         };

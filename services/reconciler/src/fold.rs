@@ -5,14 +5,16 @@
 use crate::hub::{Hub, ProcessError};
 use crate::store::Tx;
 use crate::store::households::{self, Publishing};
+use crate::store::inbox;
 use crate::store::load;
 use crate::store::outbox::Outputs;
 use chrono::{DateTime, Utc};
 use dynzero_contracts::outbound;
+use dynzero_contracts::trace::TraceContext;
 use dynzero_domain::ids::HouseholdId;
 use dynzero_planner::{Cause, Plan, plan};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 impl Hub {
     /// Plan (locked) households as of today, loading their facts together;
@@ -35,7 +37,14 @@ impl Hub {
         let loaded = load::load(tx, &ids).await?;
         let today = self.clock.today();
         let plans: Vec<Plan> = loaded.iter().map(|l| plan(l, today, &self.rules)).collect();
-        let data = render(&plans, outputs, now);
+        let causes: Vec<i64> = plans
+            .iter()
+            .filter_map(|p| p.current.as_ref()?.caused_by.as_ref())
+            .flatten()
+            .map(|c| c.arrival)
+            .collect();
+        let traces = inbox::onward_traces(tx, &causes).await?;
+        let data = render(&plans, &traces, outputs, now);
         let published: Vec<Publishing<'_>> = plans
             .iter()
             .filter_map(|p| p.current.as_ref())
@@ -73,23 +82,37 @@ impl Hub {
 /// The outputs the plans call for, in order: each new version, then the
 /// alerts about its household. Returns, for each household that exists, the
 /// state's `data` as published when its plan publishes a version.
-fn render(plans: &[Plan], outputs: &mut Outputs, now: DateTime<Utc>) -> Vec<Option<Value>> {
+///
+/// A version and its alerts carry the trace context of the latest of its
+/// causes that had one (`traces`, by inbox arrival); a version without
+/// causes (the sweeper's, as the date moves) carries none.
+fn render(
+    plans: &[Plan],
+    traces: &HashMap<i64, TraceContext>,
+    outputs: &mut Outputs,
+    now: DateTime<Utc>,
+) -> Vec<Option<Value>> {
     let mut published = Vec::new();
     for current in plans.iter().filter_map(|p| p.current.as_ref()) {
+        let trace = current.caused_by.as_ref().and_then(|causes| {
+            causes
+                .iter()
+                .filter(|c| traces.contains_key(&c.arrival))
+                .max_by_key(|c| c.arrival)
+                .and_then(|c| traces.get(&c.arrival))
+        });
         let data = current.caused_by.as_ref().map(|causes| {
             let caused_by: Vec<String> = causes.iter().map(|c: &Cause| c.name.clone()).collect();
             let output = outbound::state_output(&current.state, current.version, &caused_by, now);
             let data = output.event["data"].clone();
-            outputs.state(output);
+            outputs.state(output, trace);
             data
         });
         for alert in &current.alerts {
-            outputs.alert(outbound::household_alert(
-                &current.state,
-                current.version,
-                data.as_ref(),
-                alert,
-            ));
+            outputs.alert(
+                outbound::household_alert(&current.state, current.version, data.as_ref(), alert),
+                trace,
+            );
         }
         published.push(data);
     }

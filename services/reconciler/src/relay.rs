@@ -38,6 +38,7 @@ pub async fn run(hub: Arc<Hub>, wake: Arc<Notify>, mut shutdown: watch::Receiver
             let connection = amqp::connect(&hub.settings.amqp).await?;
             let channel = amqp::confirm_channel(&connection).await?;
             amqp::declare_topology(&channel, &hub.settings.amqp).await?;
+            amqp::declare_rejected_queue(&connection, &hub.settings.amqp).await?;
             Ok::<_, lapin::Error>((connection, channel))
         };
         let (connection, channel) = match session.await {
@@ -102,7 +103,7 @@ async fn relay_batch(hub: &Hub, channel: &Channel) -> Result<usize, RelayError> 
         return Ok(0);
     }
     let rows = sqlx::query(
-        "SELECT seq, stream, routing_key, message_id, body FROM outbox ORDER BY seq LIMIT $1",
+        "SELECT seq, stream, routing_key, message_id, body, traceparent FROM outbox ORDER BY seq LIMIT $1",
     )
     .bind(BATCH)
     .fetch_all(&mut *tx)
@@ -121,6 +122,7 @@ async fn relay_batch(hub: &Hub, channel: &Channel) -> Result<usize, RelayError> 
         let routing_key: &str = row.get("routing_key");
         let message_id: &str = row.get("message_id");
         let body: &[u8] = row.get("body");
+        let traceparent: Option<&str> = row.get("traceparent");
         let event_type = if stream == "households" {
             dynzero_contracts::outbound::STATE_TYPE.to_string()
         } else {
@@ -135,7 +137,7 @@ async fn relay_batch(hub: &Hub, channel: &Channel) -> Result<usize, RelayError> 
                 routing_key.into(),
                 Default::default(),
                 body,
-                amqp::output_properties(message_id, Some(&event_type)),
+                amqp::output_properties(message_id, Some(&event_type), traceparent),
             )
             .await
             .map_err(amqp::PublishError::from)?;

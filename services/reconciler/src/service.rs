@@ -55,7 +55,7 @@ impl Reconciler {
             ("enable_seqscan", "off"),
         ]);
         let pool = database::pool(&settings.database, options);
-        database::migrate(&MIGRATOR, &pool, &settings.database.url).await?;
+        database::migrate(&MIGRATOR, &settings.database).await?;
         Ok(Self {
             liveness: Liveness::default(),
             hub: Arc::new(Hub {

@@ -36,18 +36,21 @@ pub async fn close(connection: &Connection, channel: &Channel) {
     close_connection(connection, "OK").await;
 }
 
-/// The TLS settings for `amqps://` URLs: the configured authority's PEM, or
-/// the system's roots.
-fn tls(settings: &AmqpSettings) -> lapin::Result<OwnedTLSConfig> {
+/// The TLS settings for `amqps://` URLs: the configured authority's PEM
+/// added to the bundled public roots (webpki), or those roots alone. A file
+/// that cannot be read or holds no certificate is a configuration error.
+fn tls(settings: &AmqpSettings) -> Result<OwnedTLSConfig, ConfigError> {
     if settings.ca_file.as_os_str().is_empty() {
         return Ok(OwnedTLSConfig::default());
     }
-    let pem = std::fs::read_to_string(&settings.ca_file).map_err(|e| {
-        lapin::Error::from(std::io::Error::other(format!(
-            "amqp.ca_file {}: certificate file unreadable: {e}",
-            settings.ca_file.display()
-        )))
-    })?;
+    let file = settings.ca_file.display();
+    let pem = std::fs::read_to_string(&settings.ca_file)
+        .map_err(|e| ConfigError(format!("amqp.ca_file {file}: cannot be read: {e}")))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError(format!(
+            "amqp.ca_file {file}: holds no PEM certificate"
+        )));
+    }
     Ok(OwnedTLSConfig {
         identity: None,
         cert_chain: Some(pem),
@@ -57,17 +60,21 @@ fn tls(settings: &AmqpSettings) -> lapin::Result<OwnedTLSConfig> {
 /// A connection to the first broker of `amqp.urls` that accepts one; the
 /// last failure if none does.
 pub async fn connect(settings: &AmqpSettings) -> lapin::Result<Connection> {
+    let tls = tls(settings).map_err(|e| std::io::Error::other(e.0))?;
     let mut last = None;
     for url in &settings.urls {
         let attempt = Connection::connect_with_config(
             url,
             ConnectionProperties::default(),
-            tls(settings)?,
+            tls.clone(),
             lapin::runtime::default_runtime()?,
         )
         .await;
         match attempt {
             Ok(connection) => return Ok(connection),
+            // A certificate that does not verify is not a broker away:
+            // trying the next one would only hide it.
+            Err(e) if fault::broker(&e) == Fault::Configuration => return Err(e),
             Err(e) => {
                 if settings.urls.len() > 1 {
                     warn!(error = %e, url = %redact(url), "broker unavailable; trying the next");
@@ -80,17 +87,24 @@ pub async fn connect(settings: &AmqpSettings) -> lapin::Result<Connection> {
 }
 
 /// Connect once at start, waiting out an outage but not a configuration
-/// fault (TLS, certificates), which is returned as a [`ConfigError`].
+/// fault (an unreadable `amqp.ca_file`, TLS, certificates), which is
+/// returned as a [`ConfigError`].
 pub async fn connect_at_start(
     settings: &AmqpSettings,
     shutdown: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Connection>> {
+    tls(settings)?;
     let mut reconnect = Reconnect::new();
     loop {
         match connect(settings).await {
             Ok(connection) => return Ok(Some(connection)),
             Err(e) if fault::broker(&e) == Fault::Configuration => {
-                return Err(ConfigError(format!("amqp: TLS: {e}")).into());
+                let urls: Vec<String> = settings.urls.iter().map(|u| redact(u)).collect();
+                return Err(ConfigError(format!(
+                    "amqp {}: TLS or certificate failure: {e} (check amqp.urls and amqp.ca_file)",
+                    urls.join(",")
+                ))
+                .into());
             }
             Err(e) => {
                 warn!(error = %e, "broker unavailable at start; waiting");

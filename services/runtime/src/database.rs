@@ -31,9 +31,26 @@ pub fn pool(settings: &DatabaseSettings, options: PgConnectOptions) -> PgPool {
         .connect_lazy_with(options)
 }
 
-/// Run `migrator`, waiting out an outage with backoff; a TLS or certificate
-/// failure is a [`ConfigError`], anything else an error.
-pub async fn migrate(migrator: &Migrator, pool: &PgPool, url: &str) -> anyhow::Result<()> {
+/// Run `migrator` as the owner role (`database.migration_url`, or
+/// `database.url` when that is empty) over a connection of its own, waiting
+/// out an outage with backoff; a TLS or certificate failure is a
+/// [`ConfigError`], anything else an error. The services' own pools may be
+/// a runtime role that cannot run DDL: not even the migrator's
+/// `CREATE TABLE IF NOT EXISTS` of its tracking table.
+pub async fn migrate(migrator: &Migrator, settings: &DatabaseSettings) -> anyhow::Result<()> {
+    let url = settings.migrations_url();
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|e| ConfigError(format!("database.migration_url {}: {e}", redact(url))))?;
+    let owner = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_lazy_with(options);
+    let migrated = migrate_on(migrator, &owner, url).await;
+    owner.close().await;
+    migrated
+}
+
+async fn migrate_on(migrator: &Migrator, pool: &PgPool, url: &str) -> anyhow::Result<()> {
     let mut waits = crate::backoff::backoff();
     loop {
         let e = match migrator.run(pool).await {
@@ -47,14 +64,27 @@ pub async fn migrate(migrator: &Migrator, pool: &PgPool, url: &str) -> anyhow::R
                 warn!(error = %e, url = %redact(url), ?wait, "database unavailable; waiting");
                 tokio::time::sleep(wait).await;
             }
-            Fault::Configuration => {
-                return Err(ConfigError(format!("database {}: {e}", redact(url))).into());
-            }
+            Fault::Configuration => return Err(configuration(url, &e).into()),
             Fault::Defect => return Err(e.into()),
         }
     }
     info!(url = %redact(url), "database ready");
     Ok(())
+}
+
+/// The one line that stops the start for a database error waiting cannot
+/// heal: a TLS or certificate failure says which settings to check.
+fn configuration(url: &str, e: &sqlx::Error) -> ConfigError {
+    let tls = matches!(e, sqlx::Error::Tls(_) | sqlx::Error::Protocol(_))
+        || matches!(e, sqlx::Error::Io(io) if fault::is_tls_failure(io));
+    if tls {
+        ConfigError(format!(
+            "database {}: TLS or certificate failure: {e} (check sslmode and sslrootcert in database.url)",
+            redact(url)
+        ))
+    } else {
+        ConfigError(format!("database {}: {e}", redact(url)))
+    }
 }
 
 /// Whether the URL's server is on this machine.
@@ -82,7 +112,7 @@ pub async fn ensure_exists(settings: &DatabaseSettings) -> anyhow::Result<()> {
     let missing = matches!(&e, sqlx::Error::Database(db) if db.code().as_deref() == Some("3D000"));
     if !missing {
         if fault::database(&e) == Fault::Configuration {
-            return Err(ConfigError(format!("database {}: {e}", redact(&settings.url))).into());
+            return Err(configuration(&settings.url, &e).into());
         }
         return Ok(());
     }

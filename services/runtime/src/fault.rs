@@ -48,6 +48,11 @@ pub fn sqlstate(code: &str) -> Fault {
 /// What a database error says about where the failure was.
 pub fn database(e: &sqlx::Error) -> Fault {
     match e {
+        // The handshake runs inside the socket's I/O: rustls's verdict
+        // arrives as an I/O error.
+        sqlx::Error::Io(io) if is_tls_failure(io) => Fault::Configuration,
+        // Something answered the SSLRequest that is not PostgreSQL.
+        sqlx::Error::Protocol(what) if what.contains("SSLRequest") => Fault::Configuration,
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -65,20 +70,13 @@ pub fn database(e: &sqlx::Error) -> Fault {
     }
 }
 
-/// Worth waiting for: the database, not the statement, failed.
+/// Worth waiting for, never the message's fault: the database, not the
+/// statement, failed. A configuration fault met by a running process (a
+/// certificate replaced under it) is waited for too, loudly: the start
+/// refuses it with exit 2, but a message must never be rejected for it.
 pub fn is_transient(e: &sqlx::Error) -> bool {
-    database(e) == Fault::Outage
+    database(e) != Fault::Defect
 }
-
-/// Words a TLS stack uses for a handshake or certificate failure. A broker
-/// error carries its cause as text (an I/O error wrapping the TLS error).
-const TLS_WORDS: [&str; 4] = [
-    "certificate",
-    "tls",
-    "unknownissuer",
-    // rustls meeting a server that does not speak TLS on that port.
-    "received corrupt message",
-];
 
 /// Any broker error is an outage — the broker is away, restarting, or closed
 /// the connection — except a TLS or certificate failure, which is configuration.
@@ -90,12 +88,22 @@ pub fn broker(e: &lapin::Error) -> Fault {
     }
 }
 
-/// Whether `e` or any of its causes is a TLS or certificate failure.
+/// Whether `e` or any of its causes is a TLS or certificate failure: an
+/// error of rustls itself (an unknown issuer, a name the certificate does
+/// not cover, a server that does not speak TLS, a refused handshake), also
+/// when it travels inside an I/O error, as sqlx and lapin both carry it.
 pub fn is_tls_failure(e: &(dyn StdError + 'static)) -> bool {
     let mut cause: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(e) = cause {
-        let text = e.to_string().to_ascii_lowercase();
-        if TLS_WORDS.iter().any(|word| text.contains(word)) {
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        // `io::Error::source` skips the error it wraps; look at it directly.
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            && is_tls_failure(inner)
+        {
             return true;
         }
         cause = e.source();
@@ -165,6 +173,19 @@ mod tests {
                 sqlx::Error::Configuration("bad url".into()),
                 Fault::Configuration,
             ),
+            (
+                sqlx::Error::Io(tls_in_io(unknown_issuer())),
+                Fault::Configuration,
+            ),
+            (sqlx::Error::Io(tls_in_io(not_tls())), Fault::Configuration),
+            (
+                sqlx::Error::Tls("server does not support TLS".into()),
+                Fault::Configuration,
+            ),
+            (
+                sqlx::Error::Protocol("unexpected response from SSLRequest: 0x41".into()),
+                Fault::Configuration,
+            ),
             (sqlx::Error::RowNotFound, Fault::Defect),
             (sqlx::Error::ColumnNotFound("x".into()), Fault::Defect),
             (sqlx::Error::Decode("bad".into()), Fault::Defect),
@@ -178,14 +199,46 @@ mod tests {
     fn broker_errors_are_outages_unless_tls_failed() {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
-        let cert = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        // Words alone are not a TLS failure: only rustls's own error is.
+        let words = std::io::Error::other("certificate tls");
+        let name = rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName);
         let table = [
             (lapin::Error::from(refused), Fault::Outage),
             (lapin::Error::from(reset), Fault::Outage),
-            (lapin::Error::from(cert), Fault::Configuration),
+            (lapin::Error::from(words), Fault::Outage),
+            (
+                lapin::Error::from(tls_in_io(unknown_issuer())),
+                Fault::Configuration,
+            ),
+            (lapin::Error::from(tls_in_io(name)), Fault::Configuration),
+            (
+                lapin::Error::from(tls_in_io(not_tls())),
+                Fault::Configuration,
+            ),
         ];
         for (e, fault) in table {
             assert_eq!(broker(&e), fault, "{e}");
         }
+    }
+
+    #[test]
+    fn a_configuration_fault_met_while_running_is_waited_for_never_a_defect() {
+        assert!(is_transient(&sqlx::Error::Io(tls_in_io(unknown_issuer()))));
+        assert!(is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(!is_transient(&sqlx::Error::RowNotFound));
+    }
+
+    fn unknown_issuer() -> rustls::Error {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+    }
+
+    /// What rustls says when the server answers a ClientHello with plain bytes.
+    fn not_tls() -> rustls::Error {
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+    }
+
+    /// How sqlx and lapin (through rustls's `complete_io`) carry it.
+    fn tls_in_io(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
     }
 }

@@ -15,6 +15,7 @@ pub mod health;
 pub mod http;
 pub mod settings;
 pub mod shutdown;
+pub mod telemetry;
 
 pub use fault::{Fault, is_transient};
 pub use settings::redact;

@@ -17,8 +17,8 @@ pub struct AmqpSettings {
     /// environment, one comma-separated value.
     #[serde(deserialize_with = "one_or_many")]
     pub urls: Vec<String>,
-    /// PEM file of the certificate authority for `amqps://` URLs; empty: the
-    /// system's roots.
+    /// PEM file of the certificate authority for `amqps://` URLs, trusted
+    /// besides the bundled public roots (webpki); empty: those roots only.
     pub ca_file: PathBuf,
     pub inbound_exchange: String,
     pub households_exchange: String,
@@ -126,6 +126,10 @@ pub enum CreateIfMissing {
 pub struct DatabaseSettings {
     /// `postgres://…`; TLS with `sslmode=verify-full&sslrootcert=FILE`.
     pub url: String,
+    /// The owner role's URL, under which every migration runs; empty: `url`.
+    /// With least-privilege roles (`deploy/postgres/roles.sql`) `url` is the
+    /// runtime role, which may not run DDL.
+    pub migration_url: String,
     pub max_connections: u32,
     pub create_if_missing: CreateIfMissing,
 }
@@ -135,11 +139,27 @@ impl DatabaseSettings {
         config::defaults("database")
     }
 
+    /// The URL migrations run under: `migration_url`, or `url` when empty.
+    pub fn migrations_url(&self) -> &str {
+        if self.migration_url.is_empty() {
+            &self.url
+        } else {
+            &self.migration_url
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let postgres =
+            |url: &str| url.starts_with("postgres://") || url.starts_with("postgresql://");
         ensure(
-            self.url.starts_with("postgres://") || self.url.starts_with("postgresql://"),
+            postgres(&self.url),
             "database.url",
             "must be a postgres:// URL",
+        )?;
+        ensure(
+            self.migration_url.is_empty() || postgres(&self.migration_url),
+            "database.migration_url",
+            "must be empty or a postgres:// URL",
         )?;
         ensure(
             self.max_connections >= 1,
@@ -196,6 +216,35 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// Traces exported over OTLP (http/protobuf).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// The collector's base URL (`/v1/traces` is added), e.g.
+    /// `http://127.0.0.1:4318`; empty: no traces are exported.
+    pub otlp_endpoint: String,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl TelemetrySettings {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let endpoint = self.otlp_endpoint.trim();
+        ensure(
+            endpoint.is_empty()
+                || endpoint.starts_with("http://")
+                || endpoint.starts_with("https://"),
+            "telemetry.otlp_endpoint",
+            "must be empty or an http:// or https:// URL",
+        )?;
+        ensure(
+            !self.service_name.trim().is_empty(),
+            "telemetry.service_name",
+            "must not be empty",
+        )
+    }
+}
+
 // Debug shows URLs redacted: settings get logged.
 impl fmt::Debug for AmqpSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -212,6 +261,7 @@ impl fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("url", &redact(&self.url))
+            .field("migration_url", &redact(&self.migration_url))
             .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }

@@ -30,32 +30,50 @@ impl City {
         for county in 0..self.config.counties.len() {
             out.push(self.posting(county, today + Days::new(14)));
         }
+        out.extend(self.bad_messages(4));
+        out
+    }
+}
+
+impl City {
+    /// `n` deliberately bad messages, each refused for its own reason:
+    /// malformed JSON, a schema violation, an impossible date and identifiers
+    /// that fail their check digits, in turn. Ids are `x-1`, `x-2`, … so a
+    /// run's rejections can be told apart.
+    pub fn bad_messages(&mut self, n: usize) -> Vec<Message> {
         let time = self.tick();
-        let bad = |body: &[u8], key: &str| Message {
+        let bad = |body: Vec<u8>, key: &str| Message {
             routing_key: key.to_string(),
-            body: body.to_vec(),
+            body,
             valid: false,
         };
-        out.push(bad(b"{not json", "household.registered"));
-        out.push(bad(
-            json!({"specversion": "1.0", "id": "x-1", "source": "test", "type": "household.moved",
-                   "time": time.to_rfc3339(), "data": {}})
-            .to_string()
-            .as_bytes(),
-            "household.moved",
-        ));
-        let bad_end = |id: &str, end_date: &str| {
-            let body = json!({
+        let end = |id: &str, end_date: &str| {
+            json!({
                 "specversion": "1.0", "id": id, "source": "test", "type": "employment.ended",
                 "time": time.to_rfc3339(),
                 "data": {"id_number": "210302199001011234",
                          "employer": {"uscc": "91210300MA0XXXXXX1"},
                          "end_date": end_date, "reason": "resigned"},
-            });
-            bad(body.to_string().as_bytes(), "employment.ended")
+            })
+            .to_string()
+            .into_bytes()
         };
-        out.push(bad_end("x-2", "2026-02-30"));
-        out.push(bad_end("x-3", "2026-02-03"));
-        out
+        (0..n)
+            .map(|i| {
+                let id = format!("x-{i}");
+                match i % 4 {
+                    0 => bad(b"{not json".to_vec(), "household.registered"),
+                    1 => bad(
+                        json!({"specversion": "1.0", "id": id, "source": "test",
+                               "type": "household.moved", "time": time.to_rfc3339(), "data": {}})
+                        .to_string()
+                        .into_bytes(),
+                        "household.moved",
+                    ),
+                    2 => bad(end(&id, "2026-02-30"), "employment.ended"),
+                    _ => bad(end(&id, "2026-02-03"), "employment.ended"),
+                }
+            })
+            .collect()
     }
 }

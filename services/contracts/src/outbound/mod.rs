@@ -3,6 +3,7 @@
 
 mod alerts;
 
+use crate::trace::TraceContext;
 use crate::words;
 pub use alerts::*;
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
@@ -49,6 +50,22 @@ pub struct Output {
     pub message_id: String,
     /// The whole CloudEvent.
     pub event: Value,
+}
+
+impl Output {
+    /// The output with the trace context of what caused it, as the
+    /// `traceparent` and `tracestate` attributes.
+    pub fn traced(mut self, trace: Option<&TraceContext>) -> Output {
+        if let Some(trace) = trace {
+            trace.write_attributes(&mut self.event);
+        }
+        self
+    }
+
+    /// The `traceparent` attribute, also sent as an AMQP header.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.event.get("traceparent").and_then(Value::as_str)
+    }
 }
 
 /// China Standard Time, for `raised_at` and output `time`.

@@ -58,6 +58,7 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     let connection = amqp::connect(&settings.amqp).await?;
     let channel = amqp::confirm_channel(&connection).await?;
     amqp::declare_topology(&channel, &settings.amqp).await?;
+    amqp::declare_rejected_queue(&connection, &settings.amqp).await?;
     let mut arrivals = latency::outputs(&connection, &prefix, &settings.amqp).await?;
 
     let throughput = throughput(&settings, &channel, &metrics, &streams.mixed, limit).await?;

@@ -5,6 +5,7 @@ use super::Tx;
 use super::bulk::Bulk;
 use chrono::{DateTime, Utc};
 use dynzero_contracts::inbound::Inbound;
+use dynzero_contracts::trace::{TraceContext, TraceParent};
 use std::collections::HashMap;
 
 /// What the inbox says of a message's (source, id).
@@ -26,12 +27,28 @@ pub async fn record(tx: Tx<'_>, messages: &[Inbound]) -> sqlx::Result<Vec<InboxO
     let digests: Vec<&str> = messages.iter().map(|m| m.data_digest.as_str()).collect();
     let types: Vec<&str> = messages.iter().map(|m| m.event_type.as_str()).collect();
     let times: Vec<DateTime<Utc>> = messages.iter().map(|m| m.time).collect();
+    let received: Vec<Option<&TraceContext>> = messages.iter().map(|m| m.trace.as_ref()).collect();
+    let traceparents: Vec<Option<&str>> = received
+        .iter()
+        .map(|t| t.map(|t| t.traceparent.as_str()))
+        .collect();
+    let tracestates: Vec<Option<&str>> = received
+        .iter()
+        .map(|t| t.and_then(|t| t.tracestate.as_deref()))
+        .collect();
+    let onward: Vec<Option<&str>> = messages
+        .iter()
+        .map(|m| m.onward_trace.as_ref().map(|t| t.traceparent.as_str()))
+        .collect();
     let inserted: Vec<(String, String, i64)> = Bulk::insert("inbox", messages.len())
         .column("source", "text", &sources)
         .column("id", "text", &ids)
         .column("digest", "text", &digests)
         .column("event_type", "text", &types)
         .column("time", "timestamptz", &times)
+        .column("traceparent", "text", &traceparents)
+        .column("tracestate", "text", &tracestates)
+        .column("onward_traceparent", "text", &onward)
         .returning(
             tx,
             "ON CONFLICT (source, id) DO NOTHING RETURNING source, id, arrival",
@@ -81,6 +98,38 @@ pub async fn record(tx: Tx<'_>, messages: &[Inbound]) -> sqlx::Result<Vec<InboxO
         outcomes[i] = same_or_conflict(digest, m);
     }
     Ok(outcomes)
+}
+
+/// The trace context the outputs caused by these inbox arrivals carry (the
+/// hub's span in each one's trace, and its `tracestate`), for those that
+/// have one.
+pub async fn onward_traces(
+    tx: Tx<'_>,
+    arrivals: &[i64],
+) -> sqlx::Result<HashMap<i64, TraceContext>> {
+    if arrivals.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT arrival, onward_traceparent, tracestate FROM inbox
+         WHERE arrival = ANY($1) AND onward_traceparent IS NOT NULL",
+    )
+    .bind(arrivals)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(arrival, traceparent, tracestate)| {
+            let traceparent = TraceParent::parse(&traceparent)?;
+            Some((
+                arrival,
+                TraceContext {
+                    traceparent,
+                    tracestate,
+                },
+            ))
+        })
+        .collect())
 }
 
 fn same_or_conflict(digest: &str, m: &Inbound) -> InboxOutcome {

@@ -5,6 +5,7 @@ use super::Tx;
 use super::bulk::Bulk;
 use chrono::{DateTime, Utc};
 use dynzero_contracts::outbound::{Alert, Output};
+use dynzero_contracts::trace::TraceContext;
 use std::collections::HashSet;
 
 /// What a transaction will put in the outbox, in order: state versions, and
@@ -17,16 +18,20 @@ pub struct Outputs {
 
 enum Pending {
     State(Output),
-    Alert(Box<Alert>),
+    /// An alert, and the trace context of what caused it.
+    Alert(Box<Alert>, Option<TraceContext>),
 }
 
 impl Outputs {
-    pub fn state(&mut self, output: Output) {
-        self.entries.push(Pending::State(output));
+    /// A state version, carrying the trace context of what caused it.
+    pub fn state(&mut self, output: Output, trace: Option<&TraceContext>) {
+        self.entries.push(Pending::State(output.traced(trace)));
     }
 
-    pub fn alert(&mut self, alert: Alert) {
-        self.entries.push(Pending::Alert(Box::new(alert)));
+    /// An alert, carrying the trace context of what caused it.
+    pub fn alert(&mut self, alert: Alert, trace: Option<&TraceContext>) {
+        self.entries
+            .push(Pending::Alert(Box::new(alert), trace.cloned()));
     }
 
     /// Where to come back to if the work after this is rolled back.
@@ -45,7 +50,7 @@ impl Outputs {
             .into_iter()
             .map(|e| match e {
                 Pending::State(o) => (o, None),
-                Pending::Alert(a) => (a.output(now), Some(a)),
+                Pending::Alert(a, trace) => (a.output(now).traced(trace.as_ref()), Some(a)),
             })
             .collect();
         let mut raised: HashSet<String> = raise(tx, &outputs, now).await?.into_iter().collect();
@@ -85,6 +90,11 @@ impl Outputs {
                     .collect::<Vec<_>>(),
             )
             .column("body", "bytea", &bodies)
+            .column(
+                "traceparent",
+                "text",
+                enqueued.iter().map(|o| o.traceparent()).collect::<Vec<_>>(),
+            )
             .execute(tx, "")
             .await
     }
