@@ -382,6 +382,33 @@ fn dashboard_uses_only_metrics_the_code_records() {
     assert_eq!(code.missing("metric", used), Vec::<String>::new());
 }
 
+/// The operational gauges and histograms each have a panel: what the
+/// operations guide tells an operator to alert on, they can also see.
+#[test]
+fn dashboard_shows_the_outbox_deliveries_latency_batches_and_redeliveries() {
+    let dashboard: Value =
+        serde_json::from_str(&read("deploy/grafana/dynzero.json")).expect("the dashboard is JSON");
+    let mut used = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            used.extend(dashboard_metrics(
+                target["expr"].as_str().unwrap_or_default(),
+            ));
+        }
+    }
+    use dynzero_reconciler::metrics as hub;
+    let shown = [
+        hub::OUTBOX_ROWS,
+        hub::OUTBOX_OLDEST_AGE,
+        hub::BATCH_SIZE,
+        hub::PROCESSING_LATENCY,
+        hub::REDELIVERIES,
+        dynzero_notifier::metrics::DELIVERIES,
+    ];
+    let missing: Vec<&str> = shown.into_iter().filter(|m| !used.contains(*m)).collect();
+    assert_eq!(missing, Vec::<&str>::new(), "metrics without a panel");
+}
+
 /// `dynzero_*` metric names in a PromQL expression, histogram suffixes removed.
 fn dashboard_metrics(expr: &str) -> Vec<String> {
     expr.match_indices("dynzero_")

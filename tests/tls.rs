@@ -143,7 +143,7 @@ async fn postgres_with_verify_full_migrates_and_queries() {
             .await
             .unwrap_or_else(|e| panic!("{host}: {e:#}"));
         let pool = database::pool(&settings, database::options(&settings).expect("the URL"));
-        tokio::time::timeout(PROMPTLY, database::migrate(&MIGRATOR, &pool, &url))
+        tokio::time::timeout(PROMPTLY, database::migrate(&MIGRATOR, &settings))
             .await
             .expect("migrations over TLS do not wait")
             .unwrap_or_else(|e| panic!("{host}: {e:#}"));
@@ -238,8 +238,7 @@ async fn another_authority_is_a_configuration_error_for_both() {
         .expect_err("refused");
     assert!(config_error(&e).is_some(), "{e:#}");
     assert!(e.to_string().contains("certificate"), "{e:#}");
-    let pool = database::pool(&settings, database::options(&settings).expect("the URL"));
-    let e = tokio::time::timeout(PROMPTLY, database::migrate(&MIGRATOR, &pool, &url))
+    let e = tokio::time::timeout(PROMPTLY, database::migrate(&MIGRATOR, &settings))
         .await
         .expect("not waited out as an outage")
         .expect_err("refused");

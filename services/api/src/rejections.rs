@@ -9,7 +9,8 @@ use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use dynzero_contracts::pii;
-use dynzero_reconciler::amqp;
+use dynzero_reconciler::replay::{ReplayError, Replayer};
+use dynzero_reconciler::store::rejections;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
@@ -47,18 +48,6 @@ pub struct RejectionQuery {
 /// At most this many rejections per answer, newest first.
 const LIST_LIMIT: i64 = 500;
 
-type Row = (
-    i64,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    DateTime<Utc>,
-    String,
-    Option<Vec<u8>>,
-    Option<DateTime<Utc>>,
-);
-
 /// A body as a masked string: JSON has names and id numbers masked; other
 /// text only its id numbers.
 pub fn masked_body(body: &[u8]) -> String {
@@ -71,40 +60,34 @@ pub fn masked_body(body: &[u8]) -> String {
     }
 }
 
+impl From<rejections::Stored> for Rejection {
+    fn from(r: rejections::Stored) -> Self {
+        Rejection {
+            id: r.id,
+            detail: pii::mask_id_numbers(&r.detail),
+            reason: r.reason,
+            source: r.source,
+            event_type: r.event_type,
+            time: r.rejected_at,
+            routing_key: r.routing_key,
+            body: r.body.as_deref().map(masked_body),
+            replayed_at: r.replayed_at,
+        }
+    }
+}
+
 pub async fn list_rows(
     pool: &PgPool,
     reason: Option<&str>,
     since: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Vec<Rejection>> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, reason, detail, source, event_type, rejected_at, routing_key, body, replayed_at
-         FROM rejection
-         WHERE ($1::text IS NULL OR reason = $1) AND ($2::timestamptz IS NULL OR rejected_at >= $2)
-         ORDER BY seq DESC LIMIT $3",
-    )
-    .bind(reason)
-    .bind(since)
-    .bind(LIST_LIMIT)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, reason, detail, source, event_type, time, routing_key, body, replayed_at)| {
-                Rejection {
-                    id,
-                    reason,
-                    detail: pii::mask_id_numbers(&detail),
-                    source,
-                    event_type,
-                    time,
-                    routing_key,
-                    body: body.as_deref().map(masked_body),
-                    replayed_at,
-                }
-            },
-        )
-        .collect())
+    let filter = rejections::Filter {
+        reason: reason.map(str::to_string),
+        since,
+        not_replayed: false,
+    };
+    let rows = rejections::list(pool, &filter, LIST_LIMIT).await?;
+    Ok(rows.into_iter().map(Rejection::from).collect())
 }
 
 #[utoipa::path(get, path = "/api/v1/rejections", tag = "rejections", params(RejectionQuery),
@@ -134,45 +117,18 @@ pub struct Replayed {
 /// Republish rejection `id`'s original body and content type to the inbound
 /// exchange with its routing key, with publisher confirms; then note when.
 pub async fn replay_one(state: &AppState, id: i64) -> Result<Replayed, ApiError> {
-    let row: Option<(Option<Vec<u8>>, Option<String>, String)> =
-        sqlx::query_as("SELECT body, content_type, routing_key FROM rejection WHERE seq = $1")
-            .bind(id)
-            .fetch_optional(&state.pool)
-            .await?;
-    let (body, content_type, routing_key) =
-        row.ok_or_else(|| ApiError::NotFound(format!("no rejection {id}")))?;
-    let body = body.ok_or_else(|| {
-        ApiError::Conflict(format!("rejection {id} was recorded without its body"))
-    })?;
-    let settings = &state.settings.amqp;
-    let connection = dynzero_runtime::amqp::connect(settings)
+    let replayer = Replayer::open(&state.settings.amqp)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("connecting to the broker: {e}")))?;
-    let channel = dynzero_runtime::amqp::confirm_channel(&connection)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("opening a channel: {e}")))?;
-    let mut properties = lapin::BasicProperties::default().with_delivery_mode(2);
-    if let Some(ct) = content_type {
-        properties = properties.with_content_type(ct.into());
+    let replayed = replayer.replay(&state.pool, id).await;
+    replayer.close().await;
+    match replayed {
+        Ok(replayed_at) => Ok(Replayed { id, replayed_at }),
+        Err(e @ ReplayError::NotFound(_)) => Err(ApiError::NotFound(e.to_string())),
+        Err(e @ ReplayError::NoBody(_)) => Err(ApiError::Conflict(e.to_string())),
+        Err(ReplayError::Database(e)) => Err(e.into()),
+        Err(e @ ReplayError::Broker(_)) => Err(ApiError::Internal(e.into())),
     }
-    let published = amqp::publish_confirmed(
-        &channel,
-        &settings.inbound_exchange,
-        &routing_key,
-        &body,
-        properties,
-    )
-    .await;
-    dynzero_runtime::amqp::close_connection(&connection, "replay done").await;
-    published.map_err(|e| ApiError::Internal(anyhow::anyhow!("publishing the replay: {e:?}")))?;
-    let replayed_at: DateTime<Utc> = sqlx::query_scalar(
-        "UPDATE rejection SET replayed_at = now() WHERE seq = $1 RETURNING replayed_at",
-    )
-    .bind(id)
-    .fetch_one(&state.pool)
-    .await?;
-    tracing::info!(rejection = id, "rejected message replayed");
-    Ok(Replayed { id, replayed_at })
 }
 
 #[utoipa::path(post, path = "/api/v1/rejections/{id}/replay", tag = "rejections",

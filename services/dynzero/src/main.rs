@@ -12,6 +12,7 @@ mod bench_notifier;
 mod config;
 mod demo;
 mod keys;
+mod rejected;
 mod retention;
 mod run;
 mod simulate;
@@ -120,6 +121,12 @@ enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// The messages the hub rejected: list, show, replay (exit 1: no such
+    /// rejection or nothing matched).
+    Rejected {
+        #[command(subcommand)]
+        command: rejected::RejectedCommand,
+    },
     /// The notifier's run-time subscriptions.
     Subscriptions {
         #[command(subcommand)]
@@ -202,6 +209,8 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Subscriptions { command } => subscriptions::run(config.notifier(), command).await,
         Command::Keys { command } => keys::run(config.notifier(), command).await,
+    },
+        Command::Rejected { command } => rejected::run(settings, command).await,
         Command::Tokens { command } => tokens::run(config.api(), command).await,
         Command::Audit { limit } => tokens::audit(config.api(), limit).await,
         Command::Demo { households, seed } => demo::run(settings, households, seed).await,

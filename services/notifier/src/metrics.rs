@@ -2,7 +2,7 @@
 //! (`<namespace>_<name>_<unit>_total`, low-cardinality labels: the target kind).
 
 use crate::subscription::TargetKind;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub const ALERTS_CONSUMED: &str = "dynzero_notifier_alerts_consumed_total";
@@ -18,6 +18,33 @@ pub const ALERTS_PARKED: &str = "dynzero_notifier_parked_total";
 pub const PARKED_ROWS: &str = "dynzero_notifier_parked";
 /// From the alert's arrival at the notifier to its delivery.
 pub const DELIVERY_LATENCY: &str = "dynzero_notifier_delivery_latency_seconds";
+/// Deliveries in the table now, by `state` and `target_kind` (a gauge,
+/// sampled; the `_total` counters above count events instead).
+pub const DELIVERIES: &str = "dynzero_notifier_deliveries";
+
+/// The delivery states [`DELIVERIES`] reports, each a `state` label value.
+/// A new state (e.g. `parked`) is one more variant here and in `ALL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    Pending,
+    Failed,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 2] = [DeliveryState::Pending, DeliveryState::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    /// The state of a `notifier_delivery.status`, if it is one reported.
+    pub fn parse(status: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == status)
+    }
+}
 
 const BUCKETS_MS: [u64; 8] = [100, 250, 500, 1_000, 5_000, 30_000, 300_000, 3_600_000];
 
@@ -29,6 +56,8 @@ struct PerKind {
     digests: AtomicU64,
     latency_buckets: [AtomicU64; BUCKETS_MS.len()],
     latency_sum_ms: AtomicU64,
+    /// Deliveries in each [`DeliveryState`], as last sampled.
+    in_state: [AtomicU64; DeliveryState::ALL.len()],
 }
 
 #[derive(Default)]
@@ -39,6 +68,8 @@ pub struct Metrics {
     parked: AtomicU64,
     parked_rows: AtomicU64,
     kinds: [PerKind; 3],
+    /// False until the sampler ran once.
+    states_sampled: AtomicBool,
 }
 
 fn index(kind: TargetKind) -> usize {
@@ -95,6 +126,23 @@ impl Metrics {
             .digests
             .fetch_add(1, Ordering::Relaxed);
     }
+    /// A sample of the delivery table: (target kind, status, rows); kinds
+    /// and states not in it have none.
+    pub fn deliveries(&self, counts: &[(TargetKind, DeliveryState, u64)]) {
+        let mut fresh = [[0u64; DeliveryState::ALL.len()]; 3];
+        for (kind, state, n) in counts {
+            fresh[index(*kind)][*state as usize] += n;
+        }
+        for (k, per_state) in self.kinds.iter().zip(fresh) {
+            for (gauge, n) in k.in_state.iter().zip(per_state) {
+                gauge.store(n, Ordering::Relaxed);
+            }
+        }
+        self.states_sampled.store(true, Ordering::Relaxed);
+    }
+    pub fn deliveries_count(&self, kind: TargetKind, state: DeliveryState) -> u64 {
+        self.kinds[index(kind)].in_state[state as usize].load(Ordering::Relaxed)
+    }
     pub fn consumed_count(&self) -> u64 {
         self.consumed.load(Ordering::Relaxed)
     }
@@ -125,6 +173,13 @@ impl Metrics {
             line(ATTEMPTS_RETRIED, &label, load(&k.retried));
             line(DELIVERIES_FAILED, &label, load(&k.failed));
             line(DIGESTS_SENT, &label, load(&k.digests));
+            if self.states_sampled.load(Ordering::Relaxed) {
+                for state in DeliveryState::ALL {
+                    let labels =
+                        format!("{{state=\"{}\",target_kind=\"{target}\"}}", state.as_str());
+                    line(DELIVERIES, &labels, load(&k.in_state[state as usize]));
+                }
+            }
             let bucket = format!("{DELIVERY_LATENCY}_bucket");
             for (count, le) in k.latency_buckets.iter().zip(BUCKETS_MS) {
                 let le = le as f64 / 1000.0;
@@ -154,6 +209,31 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_states_are_a_gauge_per_state_and_target_kind() {
+        let m = Metrics::default();
+        let gauge = format!("{DELIVERIES}{{");
+        assert!(!m.render().contains(&gauge), "nothing before a sample");
+        m.deliveries(&[
+            (TargetKind::Wecom, DeliveryState::Pending, 3),
+            (TargetKind::Webhook, DeliveryState::Failed, 2),
+        ]);
+        let text = m.render();
+        for (state, kind, n) in [
+            ("pending", "wecom", 3),
+            ("failed", "webhook", 2),
+            ("pending", "dingtalk", 0),
+        ] {
+            let line = format!("{DELIVERIES}{{state=\"{state}\",target_kind=\"{kind}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} in {text}");
+        }
+        m.deliveries(&[]);
+        assert_eq!(
+            m.deliveries_count(TargetKind::Wecom, DeliveryState::Pending),
+            0
+        );
+    }
 
     #[test]
     fn latencies_are_a_histogram_per_target_kind() {

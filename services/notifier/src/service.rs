@@ -2,10 +2,10 @@
 //! future resolves.
 
 use crate::consumer;
-use crate::metrics::Metrics;
+use crate::metrics::{DeliveryState, Metrics};
 use crate::settings::Settings;
 use crate::store;
-use crate::subscription::Subscription;
+use crate::subscription::{Subscription, TargetKind};
 use crate::worker::Worker;
 use anyhow::Context;
 use dynzero_runtime::config::ConfigError;
@@ -16,9 +16,10 @@ use dynzero_runtime::shutdown::{finish_by, reserve};
 use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Connect (waiting for PostgreSQL if it is down) and run the notifier's migrations.
 pub async fn connect(database: &DatabaseSettings) -> anyhow::Result<PgPool> {
@@ -122,8 +123,10 @@ impl Notifier {
             stopped.clone(),
         );
         let consumer = tokio::spawn(self.liveness.watch("notifier consumer", consumer));
-        let worker = self.worker.clone().run(wake, stopped);
+        let worker = self.worker.clone().run(wake, stopped.clone());
         let worker = tokio::spawn(self.liveness.watch("notifier worker", worker));
+        let sampler = sample_deliveries(self.pool.clone(), self.metrics.clone(), stopped);
+        let sampler = tokio::spawn(self.liveness.watch("notifier delivery sampler", sampler));
         shutdown.await;
         let grace = self.settings.shutdown.grace();
         let deadline = Instant::now() + grace - reserve(grace);
@@ -131,7 +134,45 @@ impl Notifier {
         let _ = stop.send(true);
         finish_by(consumer, deadline, "notifier consumer").await?;
         finish_by(worker, deadline, "notifier worker").await?;
+        finish_by(sampler, deadline, "notifier delivery sampler").await?;
         let _ = tokio::time::timeout(reserve(grace), self.pool.close()).await;
         Ok(())
+    }
+}
+
+/// How often the delivery gauges are sampled, and how long one sample may take.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The deliveries pending and failed per target kind, for the metrics, every
+/// [`SAMPLE_EVERY`] until `shutdown` turns true; a failed sample keeps the
+/// last values.
+async fn sample_deliveries(
+    pool: PgPool,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        match tokio::time::timeout(SAMPLE_TIMEOUT, store::delivery_counts(&pool)).await {
+            Ok(Ok(rows)) => {
+                let counts: Vec<_> = rows
+                    .iter()
+                    .filter_map(|(kind, status, n)| {
+                        Some((
+                            TargetKind::parse(kind)?,
+                            DeliveryState::parse(status)?,
+                            (*n).max(0) as u64,
+                        ))
+                    })
+                    .collect();
+                metrics.deliveries(&counts);
+            }
+            Ok(Err(e)) => warn!(error = %e, "could not sample the deliveries"),
+            Err(_) => warn!(timeout = ?SAMPLE_TIMEOUT, "sampling the deliveries took too long"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = shutdown.changed() => {}
+        }
     }
 }

@@ -629,3 +629,15 @@ pub async fn purge_delivered(pool: &PgPool, days: i32, batch: i64) -> Result<u64
     .await?;
     Ok(deliveries.rows_affected() + alerts.rows_affected())
 }
+
+/// Deliveries per (target kind, status) for the statuses the metrics report
+/// (`pending`, `failed`): the pending ones through the due index; the failed
+/// ones stay until retention removes them, so this is sampled, not run per alert.
+pub async fn delivery_counts(pool: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT target_kind, status, count(*) FROM notifier_delivery
+         WHERE status IN ('pending', 'failed') GROUP BY target_kind, status",
+    )
+    .fetch_all(pool)
+    .await
+}

@@ -4,6 +4,8 @@
 
 use crate::amqp::{self, PublishError};
 use crate::hub::{Fate, Hub, ProcessError};
+use crate::store;
+use chrono::{DateTime, Utc};
 use dynzero_contracts::rejection::{Reason, Rejection};
 use dynzero_runtime::amqp::{Next, Session, consume, next_batch, open_or_wait};
 use dynzero_runtime::backoff::{self, Reconnect};
@@ -12,6 +14,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::{Channel, Connection};
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// How long acking or rejecting one delivery may take before the connection
@@ -66,7 +69,14 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                 }
                 Next::Lost => break,
             };
-            match handle_batch(&hub, &rejections, &batch, &mut shutdown).await {
+            let arrived = Instant::now();
+            hub.metrics.batch(batch.len());
+            for delivery in &batch {
+                if delivery.redelivered || amqp::delivery_count(&delivery.properties) > 0 {
+                    hub.metrics.redelivered();
+                }
+            }
+            match handle_batch(&hub, &rejections, &batch, arrived, &mut shutdown).await {
                 Handled::Acked => processed.notify_one(),
                 Handled::BrokerLost => break,
                 Handled::Abandoned => {
@@ -94,6 +104,7 @@ async fn handle_batch(
     hub: &Arc<Hub>,
     rejections: &Channel,
     batch: &[Delivery],
+    arrived: Instant,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Handled {
     let mut waits = backoff::backoff();
@@ -132,6 +143,7 @@ async fn handle_batch(
                         hub,
                         rejections,
                         std::slice::from_ref(delivery),
+                        arrived,
                         shutdown,
                     ))
                     .await
@@ -147,8 +159,11 @@ async fn handle_batch(
             // On a connection that just died, an ack or a confirm can wait
             // forever: give up and reconnect; the broker redelivers, the inbox
             // recognises what was committed.
-            match tokio::time::timeout(SETTLE_TIMEOUT, settle(hub, rejections, delivery, outcome))
-                .await
+            match tokio::time::timeout(
+                SETTLE_TIMEOUT,
+                settle(hub, rejections, delivery, outcome, arrived),
+            )
+            .await
             {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -171,10 +186,15 @@ async fn settle(
     rejections: &Channel,
     delivery: &Delivery,
     outcome: Fate,
+    arrived: Instant,
 ) -> Result<(), PublishError> {
     match outcome {
         Fate::Applied => {
             hub.metrics.processed();
+            let since_event_time = event_time(&delivery.data)
+                .map(|time| (hub.clock.now() - time).to_std().unwrap_or_default());
+            hub.metrics
+                .applied_after(since_event_time, arrived.elapsed());
             ack(delivery).await
         }
         Fate::Duplicate => {
@@ -236,23 +256,33 @@ async fn reject(
     warn!(reason = %rejection.reason, detail = %rejection.detail, "message rejected");
     // The audit record is a convenience; the message itself is safe on the rejected queue.
     let (source, event_type) = envelope_names(&delivery.data);
-    if let Err(e) = sqlx::query(
-        "INSERT INTO rejection (reason, detail, routing_key, body, content_type, source, event_type)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(rejection.reason.as_str())
-    .bind(&rejection.detail)
-    .bind(delivery.routing_key.as_str())
-    .bind(&delivery.data)
-    .bind(delivery.properties.content_type().as_ref().map(|c| c.as_str()))
-    .bind(source)
-    .bind(event_type)
-    .execute(&hub.pool)
-    .await
-    {
+    let record = store::rejections::Recorded {
+        reason: rejection.reason.as_str(),
+        detail: &rejection.detail,
+        routing_key: delivery.routing_key.as_str(),
+        body: &delivery.data,
+        content_type: delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(|c| c.as_str()),
+        source: source.as_deref(),
+        event_type: event_type.as_deref(),
+    };
+    if let Err(e) = store::rejections::record(&hub.pool, &record).await {
         warn!(error = %e, "could not record the rejection");
     }
     ack(delivery).await
+}
+
+/// The event's `time`, where the body has a readable one (an applied
+/// message always does; this reads only that member).
+fn event_time(body: &[u8]) -> Option<DateTime<Utc>> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        time: Option<DateTime<Utc>>,
+    }
+    serde_json::from_slice::<Envelope>(body).ok()?.time
 }
 
 /// The `source` and `type` of a rejected body, where it has readable ones

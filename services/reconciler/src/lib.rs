@@ -11,6 +11,7 @@ pub mod fold;
 pub mod hub;
 pub mod metrics;
 pub mod relay;
+pub mod replay;
 pub mod retention;
 pub mod service;
 pub mod settings;

@@ -2,7 +2,9 @@
 //! (`<namespace>_<name>_<unit>_total`, low-cardinality labels).
 
 use dynzero_contracts::rejection::Reason;
-use std::sync::atomic::{AtomicU64, Ordering};
+use dynzero_runtime::histogram::Histogram;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 pub const MESSAGES_PROCESSED: &str = "dynzero_reconciler_messages_processed_total";
 pub const MESSAGES_DUPLICATE: &str = "dynzero_reconciler_messages_duplicate_total";
@@ -10,8 +12,24 @@ pub const MESSAGES_REJECTED: &str = "dynzero_reconciler_messages_rejected_total"
 pub const OUTPUTS_PUBLISHED: &str = "dynzero_relay_outputs_published_total";
 pub const TRANSIENT_ERRORS: &str = "dynzero_reconciler_transient_errors_total";
 pub const BATCHES_ONE_BY_ONE: &str = "dynzero_reconciler_batches_one_by_one_total";
+/// Messages per batch the consumer took from the queue.
+pub const BATCH_SIZE: &str = "dynzero_reconciler_batch_messages";
+/// From the event's `time` (`from="event_time"`) or from the delivery's
+/// arrival at the consumer (`from="arrival"`) to the commit that applied it.
+pub const PROCESSING_LATENCY: &str = "dynzero_reconciler_processing_latency_seconds";
+/// Deliveries the broker marked redelivered or that carry `x-delivery-count > 0`.
+pub const REDELIVERIES: &str = "dynzero_reconciler_redeliveries_total";
+/// Rows waiting in the outbox, sampled by the processes that run the relay.
+pub const OUTBOX_ROWS: &str = "dynzero_outbox_rows";
+/// Age of the oldest outbox row (0 when empty), sampled with [`OUTBOX_ROWS`].
+pub const OUTBOX_OLDEST_AGE: &str = "dynzero_outbox_oldest_age_seconds";
 
-#[derive(Default)]
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+/// Seconds: from a commit's few milliseconds to a backfill's day-old events.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
+];
+
 pub struct Metrics {
     processed: AtomicU64,
     duplicate: AtomicU64,
@@ -19,6 +37,35 @@ pub struct Metrics {
     published: AtomicU64,
     transient: AtomicU64,
     one_by_one: AtomicU64,
+    batch_size: Histogram,
+    from_event_time: Histogram,
+    from_arrival: Histogram,
+    redeliveries: AtomicU64,
+    /// False until a relay sampled the outbox: a process without one does
+    /// not report an outbox it never looked at.
+    outbox_sampled: AtomicBool,
+    outbox_rows: AtomicU64,
+    outbox_oldest_age_ms: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            processed: Default::default(),
+            duplicate: Default::default(),
+            rejected: Default::default(),
+            published: Default::default(),
+            transient: Default::default(),
+            one_by_one: Default::default(),
+            batch_size: Histogram::new(BATCH_BUCKETS),
+            from_event_time: Histogram::new(LATENCY_BUCKETS),
+            from_arrival: Histogram::new(LATENCY_BUCKETS),
+            redeliveries: Default::default(),
+            outbox_sampled: Default::default(),
+            outbox_rows: Default::default(),
+            outbox_oldest_age_ms: Default::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -40,6 +87,30 @@ impl Metrics {
     /// A batch failed as a whole and was applied again one message at a time.
     pub fn one_by_one(&self) {
         self.one_by_one.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn batch(&self, messages: usize) {
+        self.batch_size.observe(messages as f64);
+    }
+    /// A message applied and committed: how long since its event `time`
+    /// (when it has a readable one) and since it arrived.
+    pub fn applied_after(&self, since_event_time: Option<Duration>, since_arrival: Duration) {
+        if let Some(latency) = since_event_time {
+            self.from_event_time.observe(latency.as_secs_f64());
+        }
+        self.from_arrival.observe(since_arrival.as_secs_f64());
+    }
+    pub fn redelivered(&self) {
+        self.redeliveries.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn redeliveries_count(&self) -> u64 {
+        self.redeliveries.load(Ordering::Relaxed)
+    }
+    /// What the relay's sampler saw in the outbox.
+    pub fn outbox(&self, rows: u64, oldest_age: Duration) {
+        self.outbox_rows.store(rows, Ordering::Relaxed);
+        self.outbox_oldest_age_ms
+            .store(oldest_age.as_millis() as u64, Ordering::Relaxed);
+        self.outbox_sampled.store(true, Ordering::Relaxed);
     }
     pub fn one_by_one_count(&self) -> u64 {
         self.one_by_one.load(Ordering::Relaxed)
@@ -90,6 +161,17 @@ impl Metrics {
         );
         line(TRANSIENT_ERRORS, "", self.transient.load(Ordering::Relaxed));
         line(BATCHES_ONE_BY_ONE, "", self.one_by_one_count());
+        line(REDELIVERIES, "", self.redeliveries_count());
+        if self.outbox_sampled.load(Ordering::Relaxed) {
+            line(OUTBOX_ROWS, "", self.outbox_rows.load(Ordering::Relaxed));
+            let age = self.outbox_oldest_age_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+            out.push_str(&format!("{OUTBOX_OLDEST_AGE} {age}\n"));
+        }
+        self.batch_size.render(&mut out, BATCH_SIZE, "");
+        self.from_event_time
+            .render(&mut out, PROCESSING_LATENCY, "from=\"event_time\"");
+        self.from_arrival
+            .render(&mut out, PROCESSING_LATENCY, "from=\"arrival\"");
         out
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::amqp;
 use crate::hub::Hub;
+use crate::store;
 use dynzero_contracts::outbound::Stream;
 use dynzero_runtime::backoff::{self, Reconnect};
 use dynzero_runtime::is_transient;
@@ -20,6 +21,10 @@ const BATCH: i64 = 500;
 const RELAY_LOCK: i64 = 0x647a_7265_6c61;
 /// How often to look at the outbox when nobody wakes the relay (other processes write to it too).
 const POLL: Duration = Duration::from_millis(200);
+
+/// How often the outbox gauges are sampled, and how long one sample may take.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+const SAMPLE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
@@ -87,6 +92,24 @@ pub async fn run(hub: Arc<Hub>, wake: Arc<Notify>, mut shutdown: watch::Receiver
         }
         amqp::close_connection(&connection, "reconnecting").await;
         tokio::time::sleep(reconnect.next_wait()).await;
+    }
+}
+
+/// Beside the relay: the outbox's depth and the age of its oldest row for
+/// the metrics, every [`SAMPLE_EVERY`] until `shutdown` turns true. A sample
+/// that fails or takes too long leaves the last values (the database being
+/// away shows elsewhere).
+pub async fn sample_outbox(hub: Arc<Hub>, mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        match tokio::time::timeout(SAMPLE_TIMEOUT, store::outbox::sample(&hub.pool)).await {
+            Ok(Ok((rows, oldest_age))) => hub.metrics.outbox(rows.max(0) as u64, oldest_age),
+            Ok(Err(e)) => warn!(error = %e, "could not sample the outbox"),
+            Err(_) => warn!(timeout = ?SAMPLE_TIMEOUT, "sampling the outbox took too long"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = shutdown.changed() => {}
+        }
     }
 }
 

@@ -103,6 +103,10 @@ impl Reconciler {
             let run = sweep_loop(self.hub.clone(), wake.clone(), stopped.clone());
             tokio::spawn(live.watch("sweeper", run))
         });
+        let outbox_gauges = parts.relay.then(|| {
+            let run = relay::sample_outbox(self.hub.clone(), stopped.clone());
+            tokio::spawn(live.watch("outbox sampler", run))
+        });
         let (relay_stop, relay_stopped) = watch::channel(false);
         let relay = parts.relay.then(|| {
             let run = relay::run(self.hub.clone(), wake.clone(), relay_stopped);
@@ -114,8 +118,8 @@ impl Reconciler {
         let deadline = Instant::now() + grace - reserve;
         info!(?grace, "shutting down");
         let _ = stop.send(true);
-        for task in consumers.into_iter().chain(sweeper) {
-            finish_by(task, deadline, "consumer or sweeper").await?;
+        for task in consumers.into_iter().chain(sweeper).chain(outbox_gauges) {
+            finish_by(task, deadline, "consumer, sweeper or outbox sampler").await?;
         }
         // The relay goes last, so what the consumer committed is published.
         let _ = relay_stop.send(true);

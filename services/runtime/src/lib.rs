@@ -12,6 +12,7 @@ pub mod config;
 pub mod database;
 pub mod fault;
 pub mod health;
+pub mod histogram;
 pub mod http;
 pub mod settings;
 pub mod shutdown;

@@ -1,5 +1,7 @@
 //! Every SQL statement of the reconciler, by concern. Everything here runs
-//! inside the caller's transaction; nothing commits on its own.
+//! inside the caller's transaction; nothing commits on its own — except
+//! `rejections` (the audit record, written after a batch) and the outbox's
+//! sample for the metrics, which run on the pool.
 
 pub mod bulk;
 pub mod facts;
@@ -8,6 +10,7 @@ pub mod inbox;
 pub mod load;
 pub mod locks;
 pub mod outbox;
+pub mod rejections;
 pub mod rows;
 
 pub type Tx<'a> = &'a mut sqlx::PgConnection;
