@@ -87,7 +87,12 @@ fn notifier_command(run: &Deployment, queue: &str) -> tokio::process::Command {
         .env("DYNZERO__NOTIFIER__RETRY_MAX_DELAY_SECS", "2")
         .env("DYNZERO__NOTIFIER__POLL_MS", "100")
         .env("DYNZERO__NOTIFIER__ALLOW_INSECURE_TARGETS", "true")
-        .env("DYNZERO__NOTIFIER__ALLOWED_TARGETS", "127.0.0.1");
+        .env("DYNZERO__NOTIFIER__ALLOWED_TARGETS", "127.0.0.1")
+        // Subscription secrets are stored sealed: a throwaway key.
+        .env(
+            "DYNZERO__SECURITY__KEY",
+            "Y2hhb3MtcnVuLXNlYWxpbmcta2V5LTMyLWJ5dGVzISE=",
+        );
     command
 }
 

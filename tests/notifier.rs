@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::NaiveDate;
 use dynzero_notifier::metrics::Metrics;
+use dynzero_notifier::seal::SecuritySettings;
 use dynzero_notifier::service::Notifier;
 use dynzero_notifier::settings::{NotifierSettings, Settings as NotifierConfig};
 use dynzero_notifier::store::{self, ConsumedAlert};
@@ -31,6 +32,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const DEADLINE: Duration = Duration::from_secs(60);
+/// The key subscription secrets are sealed with in these tests.
+const TEST_KEY: &str = "ZHluemVyby10ZXN0cy1zZWFsaW5nLWtleS0zMmJ5dGU=";
 /// A receiver plan entry: answer only after the notifier gave up waiting.
 const HANG: u16 = 0;
 
@@ -235,10 +238,17 @@ fn notifier_settings(hub: &Settings, subscriptions: Vec<SubscriptionSpec>) -> No
             retry_min_delay_ms: 50,
             retry_max_delay_secs: 1,
             poll_ms: 50,
+            // The receivers are on this machine, over plain HTTP.
+            allow_insecure_targets: true,
+            allowed_targets: vec!["127.0.0.1".into()],
             subscriptions,
             ..NotifierSettings::defaults()
         },
         shutdown: hub.shutdown.clone(),
+        security: SecuritySettings {
+            key: TEST_KEY.into(),
+            key_file: String::new(),
+        },
     }
 }
 
@@ -688,6 +698,7 @@ async fn cli(settings: &NotifierConfig, args: &[&str]) -> String {
         .arg("subscriptions")
         .args(args)
         .env("DYNZERO__DATABASE__URL", &settings.database.url)
+        .envs(security_env(settings))
         .env("RUST_LOG", "warn")
         .output()
         .await
@@ -698,6 +709,21 @@ async fn cli(settings: &NotifierConfig, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The key, and the local receivers allowed over plain HTTP.
+fn security_env(settings: &NotifierConfig) -> Vec<(&'static str, String)> {
+    vec![
+        ("DYNZERO__SECURITY__KEY", settings.security.key.clone()),
+        (
+            "DYNZERO__NOTIFIER__ALLOW_INSECURE_TARGETS",
+            settings.notifier.allow_insecure_targets.to_string(),
+        ),
+        (
+            "DYNZERO__NOTIFIER__ALLOWED_TARGETS",
+            settings.notifier.allowed_targets.join(","),
+        ),
+    ]
 }
 
 fn spawn_notifier(settings: &NotifierConfig) -> tokio::process::Child {
@@ -724,6 +750,7 @@ fn spawn_notifier(settings: &NotifierConfig) -> tokio::process::Child {
             n.retry_max_delay_secs.to_string(),
         )
         .env("DYNZERO__NOTIFIER__POLL_MS", n.poll_ms.to_string())
+        .envs(security_env(settings))
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()

@@ -145,9 +145,16 @@ async fn one_trace_id_from_an_inbound_layoff_to_the_webhook() {
                 },
                 pii: Default::default(),
             }],
+            // The receiver is on this machine, over plain HTTP.
+            allow_insecure_targets: true,
+            allowed_targets: vec![addr.to_string()],
             ..NotifierSettings::defaults()
         },
         shutdown: fixture.settings.shutdown.clone(),
+        security: dynzero_notifier::seal::SecuritySettings {
+            key: dynzero_notifier::seal::SealingKey::generate(),
+            key_file: String::new(),
+        },
     };
     dynzero_notifier::consumer::declare(fixture.broker.channel(), &settings)
         .await

@@ -9,6 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use chrono::{NaiveDate, Utc};
+use dynzero_notifier::seal::{SealingKey, SecuritySettings};
 use dynzero_notifier::service::Notifier;
 use dynzero_notifier::settings::{NotifierSettings, Settings as NotifierConfig};
 use dynzero_notifier::subscription::{SubscriptionSpec, Target};
@@ -119,9 +120,17 @@ fn notifier_settings(
                 },
                 pii: Default::default(),
             }],
+            // The receiver is on this machine, over plain HTTP.
+            allow_insecure_targets: true,
+            allowed_targets: vec![addr.to_string()],
             ..notifier
         },
         shutdown: settings.shutdown.clone(),
+        // A throwaway key: the bench's secret is sealed like any other.
+        security: SecuritySettings {
+            key: SealingKey::generate(),
+            key_file: String::new(),
+        },
     }
 }
 

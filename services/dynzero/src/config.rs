@@ -25,6 +25,7 @@ pub struct Config {
     pub metrics: MetricsSettings,
     pub shutdown: ShutdownSettings,
     pub log: LogSettings,
+    pub security: dynzero_notifier::seal::SecuritySettings,
     pub telemetry: TelemetrySettings,
 }
 
@@ -86,6 +87,7 @@ impl Config {
             database: self.database.clone(),
             notifier: self.notifier.clone(),
             shutdown: self.shutdown.clone(),
+            security: self.security.clone(),
         }
     }
 }
@@ -137,12 +139,17 @@ mod tests {
     fn secrets_are_redacted_wherever_they_are() {
         let mut value = serde_json::json!({
             "amqp": { "urls": ["amqp://guest:guest@h:5672/%2f"] },
+            "security": { "key": "c2VhbGluZy1rZXk=", "key_file": "/etc/dynzero/key" },
             "notifier": { "subscriptions": [{ "target": {
                 "kind": "webhook", "url": "https://h/x?key=tok", "secret": "whsec_x" } }] }
         });
         redact_tree(&mut value);
         let text = value.to_string();
-        for secret in ["guest:guest", "tok", "whsec_x"] {
+        assert!(
+            text.contains("/etc/dynzero/key"),
+            "a key file's path is not a secret"
+        );
+        for secret in ["guest:guest", "tok", "whsec_x", "c2VhbGluZy1rZXk="] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }

@@ -11,6 +11,7 @@ mod bench;
 mod bench_notifier;
 mod config;
 mod demo;
+mod keys;
 mod rejected;
 mod retention;
 mod run;
@@ -115,6 +116,11 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: i64,
     },
+    /// The key sealing subscription secrets at rest: generate one, or rotate to a new one.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// The messages the hub rejected: list, show, replay (exit 1: no such
     /// rejection or nothing matched).
     Rejected {
@@ -202,6 +208,8 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
             bench_notifier::run(settings, config.notifier, args).await
         }
         Command::Subscriptions { command } => subscriptions::run(config.notifier(), command).await,
+        Command::Keys { command } => keys::run(config.notifier(), command).await,
+    },
         Command::Rejected { command } => rejected::run(settings, command).await,
         Command::Tokens { command } => tokens::run(config.api(), command).await,
         Command::Audit { limit } => tokens::audit(config.api(), limit).await,

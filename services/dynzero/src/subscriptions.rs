@@ -1,17 +1,17 @@
 //! `dynzero subscriptions list|add|remove|test`: the notifier's run-time
 //! subscriptions, stored in PostgreSQL (the running notifier sees a change at
-//! the next alert, without a restart).
+//! the next alert, without a restart). None of these touches the
+//! configuration's subscriptions: only `dynzero run` makes those current.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use dynzero_notifier::pii::PiiPolicy;
 use dynzero_notifier::send::{Attempt, Message, Sender};
 use dynzero_notifier::settings::Settings;
-use dynzero_notifier::store::{self, Origin};
-use dynzero_notifier::subscription::{
-    Subscription, SubscriptionSpec, Target, TargetKind, redact_url,
-};
+use dynzero_notifier::store::{self, Listed, Origin};
+use dynzero_notifier::subscription::{Subscription, SubscriptionSpec, Target, TargetKind};
 use dynzero_notifier::{pii, render};
+use dynzero_runtime::config::ConfigError;
 use serde_json::json;
 
 #[derive(Subcommand)]
@@ -50,7 +50,7 @@ pub struct AddArgs {
 }
 
 impl AddArgs {
-    fn subscription(self) -> anyhow::Result<Subscription> {
+    fn subscription(&self) -> anyhow::Result<Subscription> {
         let url = || {
             self.url
                 .clone()
@@ -74,9 +74,9 @@ impl AddArgs {
         };
         let pii = PiiPolicy::parse(&self.pii).context("--pii must be masked or full")?;
         Ok(Subscription::parse(SubscriptionSpec {
-            name: self.name,
-            division: self.division,
-            kinds: self.kinds,
+            name: self.name.clone(),
+            division: self.division.clone(),
+            kinds: self.kinds.clone(),
             target,
             pii,
         })?)
@@ -84,20 +84,42 @@ impl AddArgs {
 }
 
 pub async fn run(settings: Settings, command: SubscriptionsCommand) -> anyhow::Result<()> {
-    let configured = dynzero_notifier::service::configured(&settings)?;
-    let pool = dynzero_notifier::service::connect(&settings.database).await?;
-    // What the configuration says is current here too, as `dynzero run` makes it.
-    store::sync_config(&pool, &configured).await?;
-    match command {
-        SubscriptionsCommand::List => {
-            for stored in store::list_subscriptions(&pool).await? {
-                println!("{}", describe(&stored.subscription, &stored.origin));
-            }
-        }
+    let key = settings.security.sealing_key()?;
+    // Checked before connecting: a refused target or a missing key is a
+    // configuration error whatever the database says.
+    let added = match &command {
         SubscriptionsCommand::Add(args) => {
             let subscription = args.subscription()?;
-            store::upsert_subscription(&pool, &subscription, Origin::Runtime).await?;
-            println!("{}", describe(&subscription, "runtime"));
+            let policy = settings.notifier.target_policy()?;
+            policy
+                .check(subscription.target())
+                .map_err(|e| ConfigError::new("--url", &e.to_string()))?;
+            if key.is_none() && subscription.target().url().is_some() {
+                return Err(store::missing_key(subscription.name()).into());
+            }
+            Some(subscription)
+        }
+        _ => None,
+    };
+    let pool = dynzero_notifier::service::connect(&settings.database).await?;
+    match command {
+        SubscriptionsCommand::List => {
+            for listed in store::list_subscriptions(&pool).await? {
+                println!("{}", describe(&listed));
+            }
+        }
+        SubscriptionsCommand::Add(_) => {
+            let subscription = added.expect("checked above");
+            let mut conn = pool.acquire().await?;
+            store::upsert_subscription(&mut conn, key.as_ref(), &subscription, Origin::Runtime)
+                .await?;
+            drop(conn);
+            let listed = store::list_subscriptions(&pool)
+                .await?
+                .into_iter()
+                .find(|l| l.name == subscription.name())
+                .context("the subscription just added")?;
+            println!("{}", describe(&listed));
         }
         SubscriptionsCommand::Remove { name } => {
             if !store::remove_subscription(&pool, &name).await? {
@@ -106,12 +128,10 @@ pub async fn run(settings: Settings, command: SubscriptionsCommand) -> anyhow::R
             println!("removed {name}");
         }
         SubscriptionsCommand::Test { name } => {
-            let stored = store::list_subscriptions(&pool)
+            let subscription = store::find_subscription(&pool, key.as_ref(), &name)
                 .await?
-                .into_iter()
-                .find(|s| s.subscription.name() == name)
                 .with_context(|| format!("no subscription named {name:?}"))?;
-            let outcome = test(&settings, &stored.subscription).await?;
+            let outcome = test(&settings, &subscription).await?;
             println!("{name}: {outcome:?}");
             if !matches!(outcome, Attempt::Delivered { .. }) {
                 anyhow::bail!("the target did not accept the sample");
@@ -122,31 +142,27 @@ pub async fn run(settings: Settings, command: SubscriptionsCommand) -> anyhow::R
     Ok(())
 }
 
-fn describe(s: &Subscription, origin: &str) -> String {
-    let kinds = if s.kinds().is_empty() {
+fn describe(s: &Listed) -> String {
+    let kinds = if s.kinds.is_empty() {
         "all kinds".to_string()
     } else {
-        s.kind_words().join(",")
+        s.kinds.join(",")
     };
-    let target = match s.target() {
-        Target::Amqp => format!(
+    let target = match &s.url {
+        None => format!(
             "amqp: bind a queue to dynzero.alerts with {}",
-            s.prefix().binding_key(None)
+            s.prefix.binding_key(None)
         ),
-        other => format!(
-            "{} {}",
-            other.kind().as_str(),
-            redact_url(other.url().unwrap_or_default())
-        ),
+        Some(url) => format!("{} {url}", s.target_kind),
     };
     format!(
         "{}\t{}\t{}\t{}\tpii={}\t{}",
-        s.name(),
-        s.prefix().as_str(),
+        s.name,
+        s.prefix.as_str(),
         kinds,
         target,
-        s.pii().as_str(),
-        origin
+        s.pii,
+        s.origin
     )
 }
 
@@ -166,7 +182,7 @@ async fn test(settings: &Settings, s: &Subscription) -> anyhow::Result<Attempt> 
     if s.pii() == PiiPolicy::Masked {
         pii::mask_value(&mut event);
     }
-    let sender = Sender::new(settings.notifier.request_timeout())?;
+    let sender = Sender::new(&settings.notifier)?;
     Ok(match s.target() {
         Target::Amqp => {
             println!(

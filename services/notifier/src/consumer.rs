@@ -1,11 +1,15 @@
 //! Consumes the notifier's queue on `dynzero.alerts`: each batch of alerts
 //! becomes delivery rows in one transaction, acknowledged after it commits.
+//! Each alert is recorded under its own savepoint: one that keeps failing on
+//! its data is parked (`notifier_parked`) with its reason and acknowledged
+//! with the rest; an outage holds the whole batch until it is over.
 
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::store::{self, ConsumedAlert};
 use dynzero_runtime::amqp::{self, Next, Session, consume, next_batch, open_or_wait};
 use dynzero_runtime::backoff::{self, Reconnect};
+use dynzero_runtime::fault::{self, Fault};
 use dynzero_runtime::is_transient;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -13,7 +17,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
-use sqlx::PgPool;
+use sqlx::{Acquire, PgPool, Postgres, Transaction};
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
@@ -113,6 +117,13 @@ pub async fn run(
     }
 }
 
+/// What one batch came to.
+#[derive(Debug, Default, Clone, Copy)]
+struct Recorded {
+    created: u64,
+    parked: u64,
+}
+
 /// Write the batch's deliveries in one transaction, waiting out a database
 /// outage. `false` if shutdown came first.
 async fn record(
@@ -124,17 +135,19 @@ async fn record(
     let mut backoff = backoff::backoff();
     loop {
         match record_once(pool, metrics, batch).await {
-            Ok(created) => {
+            Ok(recorded) => {
                 metrics.consumed(batch.len() as u64);
-                metrics.created(created);
+                metrics.created(recorded.created);
+                metrics.parked(recorded.parked);
                 return true;
             }
             Err(e) => {
-                if !is_transient(&e) {
-                    warn!(error = %e, "recording alerts failed; retrying");
-                }
                 let wait = backoff.next().unwrap_or_default();
-                warn!(error = %e, ?wait, "database unavailable; alerts wait");
+                if is_transient(&e) {
+                    warn!(error = %e, ?wait, "database unavailable; alerts wait");
+                } else {
+                    warn!(error = %e, ?wait, "recording alerts failed; retrying");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.changed() => {}
@@ -164,16 +177,19 @@ async fn record_once(
     pool: &PgPool,
     metrics: &Metrics,
     batch: &[Delivery],
-) -> Result<u64, sqlx::Error> {
+) -> Result<Recorded, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let mut created = 0;
+    let mut recorded = Recorded::default();
     for delivery in batch {
         match ConsumedAlert::parse(&delivery.data) {
             Some(mut alert) => {
                 if alert.traceparent.is_none() {
                     alert.traceparent = traceparent_header(delivery);
                 }
-                created += store::record_alert(&mut tx, &alert).await?
+                match record_or_park(&mut tx, &alert, delivery.routing_key.as_str()).await? {
+                    Some(created) => recorded.created += created,
+                    None => recorded.parked += 1,
+                }
             }
             None => {
                 // Not ours to judge: the hub published it. Kept out of the
@@ -184,5 +200,37 @@ async fn record_once(
         }
     }
     tx.commit().await?;
-    Ok(created)
+    Ok(recorded)
+}
+
+/// How often an alert's recording is tried, each under its own savepoint,
+/// before it is parked.
+pub const RECORD_ATTEMPTS: usize = 3;
+
+/// Record one alert under its own savepoint. One that fails on its data
+/// `RECORD_ATTEMPTS` times on a healthy connection is parked (`None`), so it
+/// never holds up the batch; an outage is the caller's to wait out (`Err`).
+pub async fn record_or_park(
+    tx: &mut Transaction<'_, Postgres>,
+    alert: &ConsumedAlert<'_>,
+    routing_key: &str,
+) -> Result<Option<u64>, sqlx::Error> {
+    let mut reason = String::new();
+    for _ in 0..RECORD_ATTEMPTS {
+        let mut savepoint = tx.begin().await?;
+        match store::record_alert(&mut savepoint, alert).await {
+            Ok(created) => {
+                savepoint.commit().await?;
+                return Ok(Some(created));
+            }
+            Err(e) if fault::database(&e) == Fault::Defect => {
+                savepoint.rollback().await?;
+                reason = e.to_string();
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    warn!(alert_id = %alert.id.replace('\0', "\\0"), reason = %reason, "an alert that cannot be recorded; parked");
+    store::park(tx, &alert.id, routing_key, alert.body, &reason).await?;
+    Ok(None)
 }

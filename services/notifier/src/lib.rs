@@ -9,10 +9,12 @@ pub mod metrics;
 /// Masking lives in the contracts crate, shared with the read side (`dynzero-api`).
 pub use dynzero_contracts::pii;
 pub mod render;
+pub mod seal;
 pub mod send;
 pub mod service;
 pub mod settings;
 pub mod sign;
 pub mod store;
 pub mod subscription;
+pub mod target_policy;
 pub mod worker;

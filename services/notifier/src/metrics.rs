@@ -12,6 +12,10 @@ pub const DELIVERIES_DELIVERED: &str = "dynzero_notifier_deliveries_delivered_to
 pub const ATTEMPTS_RETRIED: &str = "dynzero_notifier_attempts_retried_total";
 pub const DELIVERIES_FAILED: &str = "dynzero_notifier_deliveries_failed_total";
 pub const DIGESTS_SENT: &str = "dynzero_notifier_digests_sent_total";
+/// Alerts whose recording kept failing on their data, parked in `notifier_parked`.
+pub const ALERTS_PARKED: &str = "dynzero_notifier_parked_total";
+/// Rows in `notifier_parked` now (read at start, grown by this process).
+pub const PARKED_ROWS: &str = "dynzero_notifier_parked";
 /// From the alert's arrival at the notifier to its delivery.
 pub const DELIVERY_LATENCY: &str = "dynzero_notifier_delivery_latency_seconds";
 /// Deliveries in the table now, by `state` and `target_kind` (a gauge,
@@ -61,6 +65,8 @@ pub struct Metrics {
     consumed: AtomicU64,
     malformed: AtomicU64,
     created: AtomicU64,
+    parked: AtomicU64,
+    parked_rows: AtomicU64,
     kinds: [PerKind; 3],
     /// False until the sampler ran once.
     states_sampled: AtomicBool,
@@ -83,6 +89,16 @@ impl Metrics {
     }
     pub fn created(&self, n: u64) {
         self.created.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn parked(&self, n: u64) {
+        self.parked.fetch_add(n, Ordering::Relaxed);
+        self.parked_rows.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn set_parked_rows(&self, n: u64) {
+        self.parked_rows.store(n, Ordering::Relaxed);
+    }
+    pub fn parked_count(&self) -> u64 {
+        self.parked.load(Ordering::Relaxed)
     }
     pub fn delivered(&self, kind: TargetKind, latency: Duration) {
         let k = &self.kinds[index(kind)];
@@ -147,6 +163,8 @@ impl Metrics {
         line(ALERTS_CONSUMED, "", load(&self.consumed));
         line(ALERTS_MALFORMED, "", load(&self.malformed));
         line(DELIVERIES_CREATED, "", load(&self.created));
+        line(ALERTS_PARKED, "", load(&self.parked));
+        line(PARKED_ROWS, "", load(&self.parked_rows));
         for kind in TargetKind::DELIVERED {
             let k = &self.kinds[index(kind)];
             let target = kind.as_str();
@@ -232,5 +250,10 @@ mod tests {
         assert!(
             text.contains("dynzero_notifier_delivery_latency_seconds_sum{target=\"wecom\"} 0.3")
         );
+        m.set_parked_rows(2);
+        m.parked(1);
+        let text = m.render();
+        assert!(text.contains("dynzero_notifier_parked_total 1\n"), "{text}");
+        assert!(text.contains("dynzero_notifier_parked 3\n"), "{text}");
     }
 }

@@ -2,10 +2,13 @@
 //! permanent failure.
 
 use crate::render;
+use crate::settings::NotifierSettings;
 use crate::sign::{WebhookSecret, dingtalk_sign};
 use crate::subscription::Target;
+use crate::target_policy::{GuardedResolver, RefusedAddress, Route, TargetPolicy};
 use chrono::Utc;
 use reqwest::StatusCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Bot error codes that mean "too many messages": retry later, not failure.
@@ -49,23 +52,54 @@ pub enum Message<'a> {
     },
 }
 
+/// The HTTP side: two clients that never follow a redirect — one for
+/// targets reached by public address (its DNS answers filtered by the
+/// policy), one for allow-listed targets.
 #[derive(Clone)]
 pub struct Sender {
-    client: reqwest::Client,
+    public: reqwest::Client,
+    listed: reqwest::Client,
+    policy: Arc<TargetPolicy>,
+    /// A `Retry-After` asking for longer is taken as this: past it the
+    /// delivery is given up anyway.
+    give_up_after: Duration,
 }
 
 impl Sender {
-    pub fn new(timeout: Duration) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent("dynzero-notifier")
-            .build()?;
-        Ok(Self { client })
+    pub fn new(settings: &NotifierSettings) -> anyhow::Result<Self> {
+        let policy = Arc::new(settings.target_policy()?);
+        let timeout = settings.request_timeout();
+        let client = || {
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(5)))
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent("dynzero-notifier")
+        };
+        Ok(Self {
+            public: client()
+                .dns_resolver(Arc::new(GuardedResolver {
+                    policy: policy.clone(),
+                }))
+                .build()?,
+            listed: client().build()?,
+            policy,
+            give_up_after: settings.give_up_after(),
+        })
     }
 
     #[tracing::instrument(skip_all, fields(target_kind = target.kind().as_str()))]
     pub async fn send(&self, target: &Target, message: Message<'_>) -> Attempt {
+        let client = match self.policy.check(target) {
+            Ok(Route::Public) => &self.public,
+            Ok(Route::Listed) => &self.listed,
+            Err(e) => {
+                return Attempt::Permanent {
+                    status: None,
+                    error: e.to_string(),
+                };
+            }
+        };
         let request = match (target, message) {
             (
                 Target::Webhook { url, secret },
@@ -85,8 +119,7 @@ impl Sender {
                     }
                 };
                 let timestamp = Utc::now().timestamp();
-                let request = self
-                    .client
+                let request = client
                     .post(url)
                     .header("content-type", "application/cloudevents+json")
                     .header("webhook-id", id)
@@ -99,10 +132,10 @@ impl Sender {
                 }
             }
             (Target::Wecom { url }, Message::Markdown { title, text }) => {
-                self.client.post(url).json(&render::wecom_body(title, text))
+                client.post(url).json(&render::wecom_body(title, text))
             }
             (Target::Dingtalk { url, secret }, Message::Markdown { title, text }) => {
-                let mut request = self.client.post(url);
+                let mut request = client.post(url);
                 if let Some(secret) = secret {
                     let timestamp = Utc::now().timestamp_millis();
                     request = request.query(&[
@@ -122,6 +155,12 @@ impl Sender {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
+                if let Some(refused) = refused_address(&e) {
+                    return Attempt::Permanent {
+                        status: None,
+                        error: refused.to_string(),
+                    };
+                }
                 let what = if e.is_timeout() {
                     "timeout"
                 } else if e.is_connect() {
@@ -139,11 +178,17 @@ impl Sender {
             }
         };
         let status = response.status();
-        let after = retry_after(response.headers());
+        let after = retry_after(response.headers(), self.give_up_after);
         if status.is_success() {
             if target.kind().is_bot() {
-                let body = response.bytes().await.unwrap_or_default();
-                return bot_reply(status.as_u16(), &body);
+                return match response.bytes().await {
+                    Ok(body) => bot_reply(status.as_u16(), &body),
+                    Err(e) => Attempt::Retry {
+                        status: Some(status.as_u16()),
+                        after: None,
+                        error: format!("bot reply unreadable: {}", e.without_url()),
+                    },
+                };
             }
             return Attempt::Delivered {
                 status: status.as_u16(),
@@ -151,6 +196,19 @@ impl Sender {
         }
         classify(status, after)
     }
+}
+
+/// The policy's refusal of every address a host name resolved to, if that
+/// is why the request failed.
+fn refused_address(e: &reqwest::Error) -> Option<&RefusedAddress> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<RefusedAddress>() {
+            return Some(refused);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 /// An HTTP status that is not 2xx.
@@ -165,6 +223,13 @@ pub fn classify(status: StatusCode, after: Option<Duration>) -> Attempt {
             after,
             error: format!("HTTP {code}"),
         }
+    } else if status.is_redirection() {
+        // Following it would send the signed body, or a bot's token,
+        // wherever the target points: never.
+        Attempt::Permanent {
+            status: Some(code),
+            error: format!("HTTP {code}: redirect not followed"),
+        }
     } else {
         Attempt::Permanent {
             status: Some(code),
@@ -173,11 +238,20 @@ pub fn classify(status: StatusCode, after: Option<Duration>) -> Attempt {
     }
 }
 
-/// Both bots answer 200 with `{"errcode": …, "errmsg": …}`.
+/// Both bots answer 200 with `{"errcode": …, "errmsg": …}`; a reply that
+/// is not that may not have been delivered, so it is tried again.
 pub fn bot_reply(status: u16, body: &[u8]) -> Attempt {
-    let reply: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let unreadable = || Attempt::Retry {
+        status: Some(status),
+        after: None,
+        error: "bot reply unreadable: not {\"errcode\": …}".into(),
+    };
+    let Ok(reply) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return unreadable();
+    };
     match reply["errcode"].as_i64() {
-        None | Some(0) => Attempt::Delivered { status },
+        None => unreadable(),
+        Some(0) => Attempt::Delivered { status },
         Some(code @ (DINGTALK_THROTTLED | WECOM_THROTTLED)) => Attempt::Retry {
             status: Some(status),
             after: Some(BOT_THROTTLE_PAUSE),
@@ -193,18 +267,23 @@ pub fn bot_reply(status: u16, body: &[u8]) -> Attempt {
     }
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+/// `Retry-After` as seconds or as an HTTP date, at most `limit`: a value
+/// past it (however many digits) means waiting until the delivery is given up.
+pub fn retry_after(headers: &reqwest::header::HeaderMap, limit: Duration) -> Option<Duration> {
     let value = headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()
         .ok()?
         .trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(limit));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
+    let wait = (at.with_timezone(&Utc) - Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    Some(wait.min(limit))
 }
 
 #[cfg(test)]
@@ -251,5 +330,57 @@ mod tests {
             bot_reply(200, br#"{"errcode":310000,"errmsg":"sign not match"}"#),
             Attempt::Permanent { .. }
         ));
+    }
+
+    #[test]
+    fn an_unreadable_bot_reply_is_retried() {
+        for body in [
+            &b""[..],
+            b"<html>gateway</html>",
+            b"{\"ok\":true}",
+            b"{\"errcode\":",
+        ] {
+            assert!(
+                matches!(bot_reply(200, body), Attempt::Retry { .. }),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn redirects_are_permanent_failures() {
+        for code in [301, 302, 303, 307, 308] {
+            let attempt = classify(StatusCode::from_u16(code).unwrap(), None);
+            assert!(
+                matches!(&attempt, Attempt::Permanent { error, .. } if error.contains("redirect not followed")),
+                "{code}: {attempt:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_clamped_to_the_give_up_limit() {
+        let limit = Duration::from_secs(86_400);
+        let after = |v: &str| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
+            retry_after(&headers, limit)
+        };
+        let in_a_year = (Utc::now() + chrono::Duration::days(365)).to_rfc2822();
+        let table = [
+            ("120", Some(Duration::from_secs(120))),
+            ("0", Some(Duration::ZERO)),
+            ("86401", Some(limit)),
+            ("18446744073709551615", Some(limit)),
+            ("99999999999999999999999999999999", Some(limit)),
+            (in_a_year.as_str(), Some(limit)),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", Some(Duration::ZERO)),
+            ("-5", None),
+            ("soon", None),
+        ];
+        for (value, want) in table {
+            assert_eq!(after(value), want, "{value}");
+        }
     }
 }

@@ -8,6 +8,7 @@ use crate::store;
 use crate::subscription::{Subscription, TargetKind};
 use crate::worker::Worker;
 use anyhow::Context;
+use dynzero_runtime::config::ConfigError;
 use dynzero_runtime::database as runtime_db;
 use dynzero_runtime::health::Liveness;
 use dynzero_runtime::settings::DatabaseSettings;
@@ -27,9 +28,11 @@ pub async fn connect(database: &DatabaseSettings) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
-/// The configuration's subscriptions, checked; an invalid one is an error
-/// naming it, not a subscription silently dropped.
+/// The configuration's subscriptions, checked, targets included; an
+/// invalid or refused one is a configuration error naming it, not a
+/// subscription silently dropped.
 pub fn configured(settings: &Settings) -> anyhow::Result<Vec<Subscription>> {
+    let policy = settings.notifier.target_policy()?;
     settings
         .notifier
         .subscriptions
@@ -37,7 +40,12 @@ pub fn configured(settings: &Settings) -> anyhow::Result<Vec<Subscription>> {
         .cloned()
         .map(|spec| {
             let name = spec.name.clone();
-            Subscription::parse(spec).with_context(|| format!("subscription {name:?}"))
+            let subscription =
+                Subscription::parse(spec).with_context(|| format!("subscription {name:?}"))?;
+            policy.check(subscription.target()).map_err(|e| {
+                ConfigError::new(&format!("notifier.subscriptions {name:?}:"), &e.to_string())
+            })?;
+            Ok(subscription)
         })
         .collect()
 }
@@ -56,14 +64,29 @@ impl Notifier {
     /// configuration's subscriptions current in the table.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let subscriptions = configured(&settings)?;
+        let key = settings.security.sealing_key()?;
+        if key.is_none()
+            && let Some(s) = subscriptions.iter().find(|s| s.target().url().is_some())
+        {
+            return Err(store::missing_key(s.name()).into());
+        }
         let pool = connect(&settings.database).await?;
-        store::sync_config(&pool, &subscriptions).await?;
+        let sealed_now = store::prepare_sealing(&pool, key.as_ref()).await?;
+        if sealed_now > 0 {
+            info!(
+                sealed_now,
+                "subscriptions stored in the clear are sealed now"
+            );
+        }
+        store::sync_config(&pool, key.as_ref(), &subscriptions).await?;
         info!(subscriptions = subscriptions.len(), "notifier ready");
         let metrics = Arc::new(Metrics::default());
+        metrics.set_parked_rows(store::parked_count(&pool).await?);
         let worker = Arc::new(Worker::new(
             pool.clone(),
             settings.notifier.clone(),
             metrics.clone(),
+            key,
         )?);
         Ok(Self {
             pool,

@@ -1,7 +1,9 @@
 //! The notifier's configuration: the `[notifier]` section beside the hub's
 //! `[amqp]` and `[database]`.
 
+use crate::seal::SecuritySettings;
 use crate::subscription::SubscriptionSpec;
+use crate::target_policy::TargetPolicy;
 use dynzero_runtime::config::{self, ConfigError, ensure};
 use dynzero_runtime::redact;
 use dynzero_runtime::settings::{AmqpSettings, DatabaseSettings, ShutdownSettings};
@@ -36,6 +38,14 @@ pub struct NotifierSettings {
     pub bot_messages_per_minute: usize,
     /// How often the worker looks for due deliveries when nothing wakes it.
     pub poll_ms: u64,
+    /// Whether `http://` targets are allowed (tests, a receiver on the same
+    /// host); `false`: `https://` only.
+    pub allow_insecure_targets: bool,
+    /// Targets allowed although they are on a loopback, private or
+    /// link-local address, or are bots off their official host: `host`,
+    /// `host:port` or a CIDR. From the environment: comma-separated.
+    #[serde(deserialize_with = "dynzero_runtime::settings::one_or_many")]
+    pub allowed_targets: Vec<String>,
     pub subscriptions: Vec<SubscriptionSpec>,
 }
 
@@ -65,11 +75,17 @@ impl NotifierSettings {
         for (key, value) in at_least_one {
             ensure(value >= 1, key, "must be at least 1")?;
         }
+        self.target_policy()?;
         ensure(
             self.retry_max_delay() >= self.retry_min_delay(),
             "notifier.retry_max_delay_secs",
             "must not be shorter than notifier.retry_min_delay_ms",
         )
+    }
+
+    /// Which targets may be subscribed and sent to.
+    pub fn target_policy(&self) -> Result<TargetPolicy, ConfigError> {
+        TargetPolicy::new(self.allow_insecure_targets, &self.allowed_targets)
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -97,6 +113,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub notifier: NotifierSettings,
     pub shutdown: ShutdownSettings,
+    pub security: SecuritySettings,
 }
 
 impl Settings {
@@ -129,6 +146,7 @@ impl fmt::Debug for Settings {
             .field("notifier.queue", &self.queue())
             .field("database.url", &redact(&self.database.url))
             .field("subscriptions", &self.notifier.subscriptions.len())
+            .field("security", &self.security)
             .finish_non_exhaustive()
     }
 }

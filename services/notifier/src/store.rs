@@ -1,9 +1,15 @@
 //! The notifier's tables: subscriptions, consumed alerts and deliveries.
 
 use crate::pii::PiiPolicy;
-use crate::subscription::{Subscription, SubscriptionSpec, Target};
+use crate::seal::SealingKey;
+use crate::subscription::{
+    DivisionPrefix, Subscription, SubscriptionSpec, Target, TargetKind, redact_url,
+};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use dynzero_runtime::config::ConfigError;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 use std::time::Duration;
 
 /// The notifier's migrations, tracked in a table of their own: the
@@ -32,46 +38,222 @@ impl Origin {
     }
 }
 
-/// Insert or replace a subscription.
+/// What a subscription's row holds of its target: a public view (kind, URL
+/// without its query) in `target`, the whole target sealed in
+/// `target_sealed`, and the keyed hash delivery rows group by in `target_hash`.
+struct StoredTarget {
+    public: serde_json::Value,
+    sealed: Option<Vec<u8>>,
+    hash: Option<String>,
+}
+
+fn store_target(
+    name: &str,
+    target: &Target,
+    key: Option<&SealingKey>,
+) -> Result<StoredTarget, ConfigError> {
+    let Some(url) = target.url() else {
+        return Ok(StoredTarget {
+            public: serde_json::json!({ "kind": target.kind().as_str() }),
+            sealed: None,
+            hash: None,
+        });
+    };
+    let key = key.ok_or_else(|| missing_key(name))?;
+    let plain = serde_json::to_vec(target).expect("targets serialise");
+    Ok(StoredTarget {
+        public: serde_json::json!({ "kind": target.kind().as_str(), "url": redact_url(url) }),
+        sealed: Some(key.seal(name, &plain)),
+        hash: Some(key.target_hash(url)),
+    })
+}
+
+/// The one line `dynzero run` or `dynzero subscriptions add` stops with when
+/// a secret would be stored in the clear.
+pub fn missing_key(name: &str) -> ConfigError {
+    ConfigError::new(
+        "security.key_file",
+        &format!(
+            "(or DYNZERO__SECURITY__KEY) is needed: subscription {name:?} carries a secret, \
+             and secrets are stored only sealed (`dynzero keys generate` makes a key)"
+        ),
+    )
+}
+
+/// A stored target, opened: sealed with `key`, or (rows stored before
+/// sealing, until `dynzero run` seals them) in the clear.
+fn open_target(
+    name: &str,
+    public: serde_json::Value,
+    sealed: Option<Vec<u8>>,
+    key: Option<&SealingKey>,
+) -> anyhow::Result<Target> {
+    match sealed {
+        Some(sealed) => {
+            let key = key.ok_or_else(|| missing_key(name))?;
+            let plain = key.open(name, &sealed).map_err(|e| {
+                ConfigError::new("security.key", &format!("subscription {name:?}: {e}"))
+            })?;
+            Ok(serde_json::from_slice(&plain)?)
+        }
+        None => Ok(serde_json::from_value(public)?),
+    }
+}
+
+/// Insert or replace a subscription, its target sealed under `key` (needed
+/// for every target but `amqp`).
 pub async fn upsert_subscription(
-    pool: &PgPool,
+    conn: &mut PgConnection,
+    key: Option<&SealingKey>,
     subscription: &Subscription,
     origin: Origin,
-) -> Result<(), sqlx::Error> {
-    let target = serde_json::to_value(subscription.target()).expect("targets serialise");
+) -> anyhow::Result<()> {
+    let stored = store_target(subscription.name(), subscription.target(), key)?;
     sqlx::query(
-        "INSERT INTO notifier_subscription (name, division_prefix, kinds, target, target_kind, pii, origin)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO notifier_subscription
+             (name, division_prefix, kinds, target, target_kind, pii, origin, target_sealed, target_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (name) DO UPDATE SET division_prefix = EXCLUDED.division_prefix,
              kinds = EXCLUDED.kinds, target = EXCLUDED.target, target_kind = EXCLUDED.target_kind,
-             pii = EXCLUDED.pii, origin = EXCLUDED.origin",
+             pii = EXCLUDED.pii, origin = EXCLUDED.origin,
+             target_sealed = EXCLUDED.target_sealed, target_hash = EXCLUDED.target_hash",
     )
     .bind(subscription.name())
     .bind(subscription.prefix().as_str())
     .bind(subscription.kind_words())
-    .bind(target)
+    .bind(stored.public)
     .bind(subscription.target().kind().as_str())
     .bind(subscription.pii().as_str())
     .bind(origin.as_str())
-    .execute(pool)
+    .bind(stored.sealed)
+    .bind(stored.hash)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Make the configuration's subscriptions the `config` ones in the table;
-/// runtime subscriptions are left alone.
-pub async fn sync_config(pool: &PgPool, subscriptions: &[Subscription]) -> Result<(), sqlx::Error> {
+/// Make the configuration's subscriptions the `config` ones in the table, in
+/// one transaction; runtime subscriptions are left alone. Only `dynzero run`
+/// (building the notifier) does this.
+pub async fn sync_config(
+    pool: &PgPool,
+    key: Option<&SealingKey>,
+    subscriptions: &[Subscription],
+) -> anyhow::Result<()> {
     let names: Vec<&str> = subscriptions.iter().map(Subscription::name).collect();
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "DELETE FROM notifier_subscription WHERE origin = 'config' AND NOT (name = ANY($1))",
     )
     .bind(&names)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
     for s in subscriptions {
-        upsert_subscription(pool, s, Origin::Config).await?;
+        upsert_subscription(&mut tx, key, s, Origin::Config).await?;
     }
+    tx.commit().await?;
     Ok(())
+}
+
+/// The unkeyed digest the migration left in delivery rows in place of a
+/// target's URL, until the target is sealed and hashed with the key.
+fn legacy_target_key(url: &str) -> String {
+    let digest = Sha256::digest(url.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("legacy:{hex}")
+}
+
+/// Seal the targets stored in the clear before sealing existed, and give
+/// their deliveries the keyed hash. Returns how many were sealed.
+async fn seal_legacy_in(conn: &mut PgConnection, key: Option<&SealingKey>) -> anyhow::Result<u64> {
+    let rows = sqlx::query(
+        "SELECT name, target FROM notifier_subscription
+         WHERE target_sealed IS NULL AND target_kind <> 'amqp' FOR UPDATE",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &rows {
+        let name: String = row.get("name");
+        let target: Target = serde_json::from_value(row.get("target"))
+            .with_context(|| format!("subscription {name:?}: its stored target"))?;
+        let stored = store_target(&name, &target, key)?;
+        sqlx::query(
+            "UPDATE notifier_subscription SET target = $2, target_sealed = $3, target_hash = $4 WHERE name = $1",
+        )
+        .bind(&name)
+        .bind(stored.public)
+        .bind(stored.sealed)
+        .bind(&stored.hash)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query("UPDATE notifier_delivery SET target_key = $2 WHERE target_key = $1")
+            .bind(legacy_target_key(target.url().unwrap_or_default()))
+            .bind(&stored.hash)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// At start: seal what is still in the clear, and check that `key` opens
+/// every sealed target — a missing or wrong key is a configuration error,
+/// found before any alert is taken. Returns how many were sealed now.
+pub async fn prepare_sealing(pool: &PgPool, key: Option<&SealingKey>) -> anyhow::Result<u64> {
+    let mut tx = pool.begin().await?;
+    let sealed_now = seal_legacy_in(&mut tx, key).await?;
+    tx.commit().await?;
+    let rows = sqlx::query(
+        "SELECT name, target, target_sealed FROM notifier_subscription WHERE target_sealed IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    for row in rows {
+        let name: String = row.get("name");
+        open_target(&name, row.get("target"), row.get("target_sealed"), key)?;
+    }
+    Ok(sealed_now)
+}
+
+/// Re-seal every target under `new`, and re-hash the deliveries' targets,
+/// in one transaction: all or nothing. Returns how many targets.
+pub async fn rotate(pool: &PgPool, old: &SealingKey, new: &SealingKey) -> anyhow::Result<u64> {
+    let mut tx = pool.begin().await?;
+    let legacy = seal_legacy_in(&mut tx, Some(new)).await?;
+    let rows = sqlx::query(
+        "SELECT name, target, target_sealed, target_hash FROM notifier_subscription
+         WHERE target_sealed IS NOT NULL FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut resealed = 0;
+    for row in rows {
+        let name: String = row.get("name");
+        let sealed: Vec<u8> = row.get("target_sealed");
+        let old_hash: Option<String> = row.get("target_hash");
+        if new.open(&name, &sealed).is_ok() {
+            continue; // sealed just now, from the clear
+        }
+        let target = open_target(&name, row.get("target"), Some(sealed), Some(old))?;
+        let stored = store_target(&name, &target, Some(new))?;
+        sqlx::query(
+            "UPDATE notifier_subscription SET target_sealed = $2, target_hash = $3 WHERE name = $1",
+        )
+        .bind(&name)
+        .bind(stored.sealed)
+        .bind(&stored.hash)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(old_hash) = old_hash {
+            sqlx::query("UPDATE notifier_delivery SET target_key = $2 WHERE target_key = $1")
+                .bind(old_hash)
+                .bind(&stored.hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        resealed += 1;
+    }
+    tx.commit().await?;
+    Ok(resealed + legacy)
 }
 
 /// Whether it existed.
@@ -83,35 +265,97 @@ pub async fn remove_subscription(pool: &PgPool, name: &str) -> Result<bool, sqlx
     Ok(done.rows_affected() > 0)
 }
 
-/// A stored subscription and where it came from.
-pub struct StoredSubscription {
-    pub subscription: Subscription,
+/// A stored subscription as listed: what can be shown without the key.
+pub struct Listed {
+    pub name: String,
+    pub prefix: DivisionPrefix,
+    pub kinds: Vec<String>,
+    pub target_kind: String,
+    /// The target's URL without its query (a bot's token is there).
+    pub url: Option<String>,
+    pub pii: String,
     pub origin: String,
 }
 
-pub async fn list_subscriptions(pool: &PgPool) -> anyhow::Result<Vec<StoredSubscription>> {
+pub async fn list_subscriptions(pool: &PgPool) -> anyhow::Result<Vec<Listed>> {
     let rows = sqlx::query(
-        "SELECT name, division_prefix, kinds, target, pii, origin FROM notifier_subscription ORDER BY name",
+        "SELECT name, division_prefix, kinds, target, target_kind, pii, origin
+         FROM notifier_subscription ORDER BY name",
     )
     .fetch_all(pool)
     .await?;
     rows.into_iter()
         .map(|row| {
-            let target: Target = serde_json::from_value(row.get("target"))?;
+            let target: serde_json::Value = row.get("target");
+            let target_kind: String = row.get("target_kind");
             let pii: String = row.get("pii");
-            let spec = SubscriptionSpec {
+            let bot = TargetKind::parse(&target_kind).is_some_and(TargetKind::is_bot);
+            Ok(Listed {
                 name: row.get("name"),
-                division: row.get("division_prefix"),
+                prefix: DivisionPrefix::parse(row.get("division_prefix"))?,
                 kinds: row.get("kinds"),
-                target,
-                pii: PiiPolicy::parse(&pii).unwrap_or_default(),
-            };
-            Ok(StoredSubscription {
-                subscription: Subscription::parse(spec)?,
+                url: target["url"].as_str().map(redact_url),
+                pii: if bot { "masked".into() } else { pii },
+                target_kind,
                 origin: row.get("origin"),
             })
         })
         .collect()
+}
+
+/// One subscription, its target opened with `key`.
+pub async fn find_subscription(
+    pool: &PgPool,
+    key: Option<&SealingKey>,
+    name: &str,
+) -> anyhow::Result<Option<Subscription>> {
+    let row = sqlx::query(
+        "SELECT name, division_prefix, kinds, target, target_sealed, pii
+         FROM notifier_subscription WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let target = open_target(name, row.get("target"), row.get("target_sealed"), key)?;
+    let pii: String = row.get("pii");
+    Ok(Some(Subscription::parse(SubscriptionSpec {
+        name: row.get("name"),
+        division: row.get("division_prefix"),
+        kinds: row.get("kinds"),
+        target,
+        pii: PiiPolicy::parse(&pii).unwrap_or_default(),
+    })?))
+}
+
+/// An alert that could not be recorded, kept with why.
+pub async fn park(
+    conn: &mut PgConnection,
+    alert_id: &str,
+    routing_key: &str,
+    body: &[u8],
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    // What could not be stored once may be what broke it: a NUL is the one
+    // character a text column refuses.
+    let text = |s: &str| s.replace('\0', "\\0");
+    sqlx::query(
+        "INSERT INTO notifier_parked (alert_id, routing_key, body, reason) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(text(alert_id))
+    .bind(text(routing_key))
+    .bind(body)
+    .bind(text(reason))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn parked_count(pool: &PgPool) -> Result<u64, sqlx::Error> {
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notifier_parked")
+        .fetch_one(pool)
+        .await?;
+    Ok(n as u64)
 }
 
 /// An alert as consumed: what routing needs, and its bytes.
@@ -164,7 +408,7 @@ pub async fn record_alert(
     .await?;
     let created = sqlx::query(
         "INSERT INTO notifier_delivery (alert_id, subscription, target_key, target_kind, traceparent)
-         SELECT $1, name, target->>'url', target_kind, $4 FROM notifier_subscription
+         SELECT $1, name, coalesce(target_hash, 'subscription:' || name), target_kind, $4 FROM notifier_subscription
          WHERE target_kind <> 'amqp' AND starts_with($2, division_prefix)
            AND (cardinality(kinds) = 0 OR $3 = ANY(kinds))
          ON CONFLICT (alert_id, subscription) DO NOTHING",
@@ -197,12 +441,13 @@ pub struct Due {
 /// transaction, oldest first, leaving out targets already at their limit.
 pub async fn due(
     tx: &mut Transaction<'_, Postgres>,
+    key: Option<&SealingKey>,
     busy_targets: &[String],
     limit: i64,
 ) -> Result<Vec<Due>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT d.id, d.alert_id, d.target_key, d.attempts, a.body, a.received_at, d.traceparent,
-                s.name, s.division_prefix, s.kinds, s.target, s.pii
+                s.name, s.division_prefix, s.kinds, s.target, s.target_sealed, s.pii
          FROM notifier_delivery d
          JOIN notifier_alert a ON a.alert_id = d.alert_id
          LEFT JOIN notifier_subscription s ON s.name = d.subscription
@@ -219,7 +464,14 @@ pub async fn due(
         .into_iter()
         .map(|row| {
             let subscription = row.get::<Option<String>, _>("name").and_then(|name| {
-                let target: Target = serde_json::from_value(row.get("target")).ok()?;
+                let target =
+                    match open_target(&name, row.get("target"), row.get("target_sealed"), key) {
+                        Ok(target) => target,
+                        Err(e) => {
+                            tracing::warn!(subscription = %name, error = %e, "a target that cannot be opened");
+                            return None;
+                        }
+                    };
                 let pii: String = row.get("pii");
                 Subscription::parse(SubscriptionSpec {
                     name,
@@ -244,8 +496,9 @@ pub async fn due(
         .collect())
 }
 
+/// At most a century: PostgreSQL's intervals overflow long before `Duration`'s.
 fn secs(d: Duration) -> f64 {
-    d.as_secs_f64()
+    d.as_secs_f64().min(100.0 * 365.0 * 86_400.0)
 }
 
 /// Take deliveries for an attempt: counted, and hidden from other workers

@@ -7,17 +7,18 @@
 use crate::metrics::Metrics;
 use crate::pii::{PiiPolicy, mask_value};
 use crate::render;
+use crate::seal::SealingKey;
 use crate::send::{Attempt, Message, Sender};
 use crate::settings::NotifierSettings;
 use crate::store::{self, Due};
-use crate::subscription::{TargetKind, redact_url};
+use crate::subscription::TargetKind;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use dynzero_runtime::telemetry;
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -60,14 +61,55 @@ impl Unit {
     }
 }
 
+/// Attempts in flight per target: (count, is a bot).
+#[derive(Clone, Default)]
+struct Inflight(Arc<Mutex<HashMap<String, (usize, bool)>>>);
+
+impl Inflight {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (usize, bool)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Count an attempt in flight for `key` until the slot is dropped.
+    fn claim(&self, key: &str, bot: bool) -> TargetSlot {
+        self.lock().entry(key.to_string()).or_insert((0, bot)).0 += 1;
+        TargetSlot {
+            inflight: self.clone(),
+            key: key.to_string(),
+        }
+    }
+}
+
+/// One attempt's place in its target's concurrency; given back when dropped,
+/// so a send that panics cannot hold its target busy for good.
+struct TargetSlot {
+    inflight: Inflight,
+    key: String,
+}
+
+impl Drop for TargetSlot {
+    fn drop(&mut self) {
+        let mut inflight = self.inflight.lock();
+        if let Some(entry) = inflight.get_mut(&self.key) {
+            entry.0 -= 1;
+            if entry.0 == 0 {
+                inflight.remove(&self.key);
+            }
+        }
+    }
+}
+
 pub struct Worker {
     pool: PgPool,
     settings: NotifierSettings,
     sender: Sender,
     metrics: Arc<Metrics>,
-    /// Attempts in flight per target URL, and whether it is a bot (bots get one
-    /// at a time, which keeps their messages in order and their rate honest).
-    inflight: Mutex<HashMap<String, (usize, bool)>>,
+    /// Opens the subscriptions' sealed targets.
+    key: Option<SealingKey>,
+    /// Attempts in flight per target (its keyed hash), and whether it is a
+    /// bot (bots get one at a time, which keeps their messages in order and
+    /// their rate honest). Counted by [`TargetSlot`]s.
+    inflight: Inflight,
     /// When each bot was last sent to, within the last minute. Per process:
     /// several notifier processes each keep their own window.
     bot_sends: Mutex<HashMap<String, VecDeque<Instant>>>,
@@ -80,14 +122,16 @@ impl Worker {
         pool: PgPool,
         settings: NotifierSettings,
         metrics: Arc<Metrics>,
+        key: Option<SealingKey>,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            sender: Sender::new(settings.request_timeout())?,
+            sender: Sender::new(&settings)?,
+            key,
             permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             pool,
             settings,
             metrics,
-            inflight: Mutex::new(HashMap::new()),
+            inflight: Inflight::default(),
             bot_sends: Mutex::new(HashMap::new()),
         })
     }
@@ -142,7 +186,13 @@ impl Worker {
         let per_target = self.settings.per_target_concurrency.max(1);
         let (busy, mut slots) = self.targets_in_use(per_target);
         let mut tx = self.pool.begin().await?;
-        let rows = store::due(&mut tx, &busy, (free * 8).clamp(16, 1_000) as i64).await?;
+        let rows = store::due(
+            &mut tx,
+            self.key.as_ref(),
+            &busy,
+            (free * 8).clamp(16, 1_000) as i64,
+        )
+        .await?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -198,7 +248,7 @@ impl Worker {
     /// Targets that may take nothing more now (a bot with an attempt in
     /// flight, a webhook at its concurrency), and each target's free slots.
     fn targets_in_use(&self, per_target: usize) -> (Vec<String>, HashMap<String, usize>) {
-        let inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        let inflight = self.inflight.lock();
         let busy = inflight
             .iter()
             .filter(|(_, (n, bot))| *bot && *n > 0 || *n >= per_target)
@@ -219,22 +269,14 @@ impl Worker {
                 // Leased but not started: they come due again when the lease ends.
                 break;
             };
-            let key = unit.target_key().to_string();
-            let bot = matches!(unit, Unit::Bot { .. });
-            {
-                let mut inflight = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-                inflight.entry(key.clone()).or_insert((0, bot)).0 += 1;
-            }
+            let slot = self
+                .inflight
+                .claim(unit.target_key(), matches!(unit, Unit::Bot { .. }));
             let worker = self.clone();
             tasks.spawn(async move {
+                // Released however the attempt ends, a panic included.
+                let _slot = slot;
                 worker.attempt(unit, permit).await;
-                let mut inflight = worker.inflight.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(entry) = inflight.get_mut(&key) {
-                    entry.0 -= 1;
-                    if entry.0 == 0 {
-                        inflight.remove(&key);
-                    }
-                }
             });
         }
     }
@@ -383,7 +425,10 @@ impl Worker {
     #[tracing::instrument(skip_all, fields(target_kind = kind.as_str(), deliveries = rows.len()))]
     async fn settle(&self, kind: TargetKind, rows: &[Due], outcome: &Attempt) {
         let ids: Vec<i64> = rows.iter().map(|d| d.id).collect();
-        let target = redact_url(&rows[0].target_key);
+        let target = rows[0]
+            .subscription
+            .as_ref()
+            .map_or("(removed)", |s| s.name());
         let result = match outcome {
             Attempt::Delivered { status } => {
                 let done = store::mark_delivered(&self.pool, &ids, *status).await;
@@ -402,7 +447,10 @@ impl Worker {
                 error,
             } => {
                 let attempts = rows.iter().map(|d| d.attempts).max().unwrap_or_default();
-                let delay = self.retry_delay(attempts).max(after.unwrap_or_default());
+                let delay = self
+                    .retry_delay(attempts)
+                    .max(after.unwrap_or_default())
+                    .min(self.settings.give_up_after());
                 match store::retry_later(
                     &self.pool,
                     &ids,
@@ -438,5 +486,32 @@ impl Worker {
         if let Err(e) = result {
             warn!(error = %e, target = %target, "could not record a delivery outcome; it will be attempted again");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_send_releases_its_targets_slot() {
+        let inflight = Inflight::default();
+        let held = inflight.claim("t1:a", false);
+        let panicking = inflight.claim("t1:a", false);
+        let bot = inflight.claim("t1:bot", true);
+        assert_eq!(inflight.lock()["t1:a"], (2, false));
+        let attempt = tokio::spawn(async move {
+            let _slot = panicking;
+            panic!("a send that panics");
+        });
+        assert!(attempt.await.unwrap_err().is_panic());
+        assert_eq!(
+            inflight.lock()["t1:a"],
+            (1, false),
+            "the panicked attempt's slot is free"
+        );
+        drop(held);
+        drop(bot);
+        assert!(inflight.lock().is_empty());
     }
 }
