@@ -534,7 +534,12 @@ async fn a_300_kb_type_or_source_is_rejected_with_its_reason_on_an_unbroken_conn
     long_source["source"] = json!(huge);
     let bad: Vec<(String, Vec<u8>)> = [long_type, long_source]
         .iter()
-        .map(|e| ("household.registered".to_owned(), e.to_string().into_bytes()))
+        .map(|e| {
+            (
+                "household.registered".to_owned(),
+                e.to_string().into_bytes(),
+            )
+        })
         .collect();
     fixture.publish(&bad).await;
     // A valid message after them is applied by the same, unbroken session.
@@ -544,7 +549,10 @@ async fn a_300_kb_type_or_source_is_rejected_with_its_reason_on_an_unbroken_conn
         registration("H-3", &person, "王伟"),
     );
     fixture
-        .publish(&[("household.registered".to_owned(), ok.to_string().into_bytes())])
+        .publish(&[(
+            "household.registered".to_owned(),
+            ok.to_string().into_bytes(),
+        )])
         .await;
 
     let rejected = fixture
@@ -569,11 +577,16 @@ async fn a_300_kb_type_or_source_is_rejected_with_its_reason_on_an_unbroken_conn
             .headers()
             .as_ref()
             .is_some_and(|h| h.inner().contains_key("x-death"));
-        assert!(!dead_lettered, "rejected by the hub, not dead-lettered by the broker");
+        assert!(
+            !dead_lettered,
+            "rejected by the hub, not dead-lettered by the broker"
+        );
     }
-    eventually(Duration::from_secs(60), "the valid message applied", || async {
-        (hub.hub.metrics.processed_count() >= 1).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the valid message applied",
+        || async { (hub.hub.metrics.processed_count() >= 1).then_some(()) },
+    )
     .await;
     assert_eq!(
         hub.hub.metrics.redeliveries_count(),

@@ -209,7 +209,6 @@ async fn dispatch(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Subscriptions { command } => subscriptions::run(config.notifier(), command).await,
         Command::Keys { command } => keys::run(config.notifier(), command).await,
-    },
         Command::Rejected { command } => rejected::run(settings, command).await,
         Command::Tokens { command } => tokens::run(config.api(), command).await,
         Command::Audit { limit } => tokens::audit(config.api(), limit).await,
