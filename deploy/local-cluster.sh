@@ -2,7 +2,9 @@
 # A three-node RabbitMQ cluster on this machine, from the installed server,
 # for trying what happens when a broker node dies. It never touches the
 # machine's own broker: its nodes have their own names (dz1..dz3@localhost),
-# ports, data directories (target/local-cluster/), Erlang cookie and epmd.
+# ports, data directories (/var/tmp/dynzero-local-cluster/), Erlang cookie
+# and epmd. One cluster per machine, whichever clone starts it: its node
+# names and ports are fixed, so two directories could not both run.
 #
 #   deploy/local-cluster.sh start          start the nodes that are down (and cluster them)
 #   deploy/local-cluster.sh status         each node, and who leads dynzero.reconciler
@@ -13,14 +15,14 @@
 #   deploy/local-cluster.sh urls           the AMQP URLs, for amqp.urls
 #
 # Ports: AMQP 5701-5703, Erlang distribution 25701-25703, epmd 4371.
-# Variables: DZ_CLUSTER_DIR (default target/local-cluster), DZ_CLUSTER_QUEUE
+# Variables: DZ_CLUSTER_DIR (default /var/tmp/dynzero-local-cluster), DZ_CLUSTER_QUEUE
 # (default dynzero.reconciler).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 NODES=(1 2 3)
-BASE_DIR="${DZ_CLUSTER_DIR:-$PWD/target/local-cluster}"
+BASE_DIR="${DZ_CLUSTER_DIR:-/var/tmp/dynzero-local-cluster}"
 QUEUE="${DZ_CLUSTER_QUEUE:-dynzero.reconciler}"
 AMQP_PORT_BASE=5700
 DIST_PORT_BASE=25700
