@@ -631,8 +631,9 @@ pub async fn purge_delivered(pool: &PgPool, days: i32, batch: i64) -> Result<u64
 }
 
 /// Deliveries per (target kind, status) for the statuses the metrics report
-/// (`pending`, `failed`): the pending ones through the due index; the failed
-/// ones stay until retention removes them, so this is sampled, not run per alert.
+/// (`pending`, `failed`): the pending ones through the due index; failed ones
+/// are kept (retention purges only delivered rows), so this is sampled every
+/// few seconds, never run per alert.
 pub async fn delivery_counts(pool: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT target_kind, status, count(*) FROM notifier_delivery
