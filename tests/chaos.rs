@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use dynzero_tests::faultrun::{self, City, Deployment, Differences, size};
-use dynzero_tests::hub::dynzero_command;
+use dynzero_tests::hub::dynzero_command_with_local_targets;
 use dynzero_tests::{amqp_url, eventually, pg_server_url, unique_name};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -79,20 +79,13 @@ async fn start_receiver(seed: u64) -> (String, Receiver) {
 }
 
 fn notifier_command(run: &Deployment, queue: &str) -> tokio::process::Command {
-    let mut command = dynzero_command(&run.settings);
+    let mut command = dynzero_command_with_local_targets(&run.settings);
     command
         .env("DYNZERO__NOTIFIER__QUEUE", queue)
         .env("DYNZERO__NOTIFIER__REQUEST_TIMEOUT_MS", "1000")
         .env("DYNZERO__NOTIFIER__RETRY_MIN_DELAY_MS", "100")
         .env("DYNZERO__NOTIFIER__RETRY_MAX_DELAY_SECS", "2")
-        .env("DYNZERO__NOTIFIER__POLL_MS", "100")
-        .env("DYNZERO__NOTIFIER__ALLOW_INSECURE_TARGETS", "true")
-        .env("DYNZERO__NOTIFIER__ALLOWED_TARGETS", "127.0.0.1")
-        // Subscription secrets are stored sealed: a throwaway key.
-        .env(
-            "DYNZERO__SECURITY__KEY",
-            "Y2hhb3MtcnVuLXNlYWxpbmcta2V5LTMyLWJ5dGVzISE=",
-        );
+        .env("DYNZERO__NOTIFIER__POLL_MS", "100");
     command
 }
 

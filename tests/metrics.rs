@@ -3,7 +3,7 @@
 //! size and processing latency histograms and the consumer's redeliveries
 //! are there, with values that fit what went through.
 
-use dynzero_tests::hub::{Fixture, dynzero_command, scenario, scenario_today};
+use dynzero_tests::hub::{Fixture, dynzero_command_with_local_targets, scenario, scenario_today};
 use dynzero_tests::{amqp_url, eventually, fresh_database};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -41,22 +41,8 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// The binary with the notifier allowed to deliver to this machine (the
-/// subscription nobody answers) and a throwaway key sealing its secret.
-fn command(settings: &dynzero_reconciler::settings::Settings) -> tokio::process::Command {
-    let mut command = dynzero_command(settings);
-    command
-        .env("DYNZERO__NOTIFIER__ALLOW_INSECURE_TARGETS", "true")
-        .env("DYNZERO__NOTIFIER__ALLOWED_TARGETS", "127.0.0.1")
-        .env(
-            "DYNZERO__SECURITY__KEY",
-            "bWV0cmljcy10ZXN0LXNlYWxpbmcta2V5LTMyLWJ5dGU=",
-        );
-    command
-}
-
 async fn run(settings: &dynzero_reconciler::settings::Settings, args: &[&str]) {
-    let out = command(settings)
+    let out = dynzero_command_with_local_targets(settings)
         .args(args)
         .output()
         .await
@@ -117,7 +103,7 @@ async fn the_new_metrics_are_scraped_with_plausible_values() {
     .await
     .expect("injecting the fault");
 
-    let mut child = command(&settings)
+    let mut child = dynzero_command_with_local_targets(&settings)
         .arg("run")
         .spawn()
         .expect("starting dynzero run");

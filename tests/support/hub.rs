@@ -305,6 +305,22 @@ pub fn dynzero_binary() -> PathBuf {
     bin
 }
 
+/// The `dynzero` binary as [`dynzero_command`] makes it, with its notifier
+/// allowed to deliver to a receiver on this machine (plain HTTP on
+/// 127.0.0.1, which the target policy refuses otherwise) and a throwaway key
+/// sealing the subscriptions' secrets.
+pub fn dynzero_command_with_local_targets(settings: &Settings) -> tokio::process::Command {
+    let mut command = dynzero_command(settings);
+    command
+        .env("DYNZERO__NOTIFIER__ALLOW_INSECURE_TARGETS", "true")
+        .env("DYNZERO__NOTIFIER__ALLOWED_TARGETS", "127.0.0.1")
+        .env(
+            "DYNZERO__SECURITY__KEY",
+            "dGVzdHMtbG9jYWwtdGFyZ2V0cy1zZWFsaW5nLWtleSE=",
+        );
+    command
+}
+
 /// The `dynzero` binary with these settings in its environment, the way a
 /// deployment passes them; add the subcommand.
 pub fn dynzero_command(settings: &Settings) -> tokio::process::Command {
