@@ -430,14 +430,16 @@ async fn statistics_equal_a_recomputation_at_all_four_levels() {
     let mut total = 0;
     let mut city = City::new(CityConfig::small(5, 64, 400, november));
     ingest(&fixture, &hub, &messages(city.backfill()), &mut total).await;
-    fixture.clock.set(noon(november));
-    ingest(&fixture, &hub, &messages(city.events()), &mut total).await;
-    let versions = published_versions(&fixture).await;
+    // The API's migrations count the households there are (the backfill);
+    // its triggers count what the hub changes after.
     let api = TestApi::start(
         &fixture.settings,
         std::sync::Arc::new(fixture.clock.clone()),
     )
     .await;
+    fixture.clock.set(noon(november));
+    ingest(&fixture, &hub, &messages(city.events()), &mut total).await;
+    let versions = published_versions(&fixture).await;
     let token = api
         .token("city", "2103", Role::Admin, PiiPolicy::Masked)
         .await;
@@ -500,6 +502,20 @@ async fn statistics_equal_a_recomputation_at_all_four_levels() {
     }
     let (status, _) = api.get(Some(&token), "/api/v1/stats?month=2025-10").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "more than 12 months back");
+
+    // Folding the counters' deltas leaves one row per community and changes
+    // no figure.
+    let pool = fixture.db.pool().await;
+    let (_, before) = api.get(Some(&token), "/api/v1/stats?division=2103").await;
+    dynzero_api::stats::compact_counts(&pool).await.unwrap();
+    let (rows, communities): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT division_code) FROM api_household_count")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(rows, communities, "one row per community after folding");
+    let (_, after) = api.get(Some(&token), "/api/v1/stats?division=2103").await;
+    assert_eq!(before, after);
     api.stop().await;
     hub.stop().await;
 }
@@ -698,4 +714,99 @@ async fn a_poison_rejected_message_is_replayed_and_applied() {
     .await;
     api.stop().await;
     hub.stop().await;
+}
+
+/// The household counters follow every way a household's counts change: a
+/// first publication, dual employment gained and lost, a move to another
+/// community, several households in one statement, a delete; and a fold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn household_counters_follow_every_change() {
+    let fixture = Fixture::new().await;
+    let api = TestApi::start(
+        &fixture.settings,
+        std::sync::Arc::new(fixture.clock.clone()),
+    )
+    .await;
+    let pool = fixture.db.pool().await;
+    let counts = || async {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT division_code, sum(households)::bigint, sum(dual_employment)::bigint
+             FROM api_household_count GROUP BY 1 HAVING sum(households) <> 0 OR sum(dual_employment) <> 0
+             ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let recount: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT division_code, count(*),
+                    count(*) FILTER (WHERE content->'dual_employment' = 'true'::jsonb)
+             FROM household WHERE version > 0 GROUP BY 1 ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(rows, recount, "the counters equal a recount");
+        rows
+    };
+    let run = |sql: &'static str| {
+        let pool = pool.clone();
+        async move { sqlx::query(sql).execute(&pool).await.unwrap() }
+    };
+    const A: &str = "210302001001";
+    const B: &str = "210303002001";
+    run("INSERT INTO household (household_id) VALUES ('H1'), ('H2'), ('H3')").await;
+    assert!(counts().await.is_empty(), "nothing published yet");
+    run(
+        "UPDATE household SET version = 1, division_code = '210302001001',
+                content = '{\"dual_employment\": false}' WHERE household_id IN ('H1', 'H2')",
+    )
+    .await;
+    assert_eq!(counts().await, vec![(A.to_string(), 2, 0)]);
+    run(
+        "UPDATE household SET version = version + 1, content = '{\"dual_employment\": true}'
+         WHERE household_id = 'H1'",
+    )
+    .await;
+    assert_eq!(counts().await, vec![(A.to_string(), 2, 1)]);
+    run(
+        "UPDATE household SET version = version + 1, division_code = '210303002001'
+         WHERE household_id = 'H1'",
+    )
+    .await;
+    assert_eq!(
+        counts().await,
+        vec![(A.to_string(), 1, 0), (B.to_string(), 1, 1)],
+        "a move takes its counts along"
+    );
+    run(
+        "UPDATE household SET version = 1, division_code = '210303002001',
+                content = '{\"dual_employment\": true}' WHERE household_id = 'H3'",
+    )
+    .await;
+    run(
+        "UPDATE household SET version = version + 1, content = '{\"dual_employment\": false}'
+         WHERE household_id IN ('H1', 'H3')",
+    )
+    .await;
+    assert_eq!(
+        counts().await,
+        vec![(A.to_string(), 1, 0), (B.to_string(), 2, 0)]
+    );
+    run("DELETE FROM household WHERE household_id = 'H2'").await;
+    assert_eq!(counts().await, vec![(B.to_string(), 2, 0)]);
+    dynzero_api::stats::compact_counts(&pool).await.unwrap();
+    assert_eq!(
+        counts().await,
+        vec![(B.to_string(), 2, 0)],
+        "folding changes no count"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM api_household_count")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows, 1,
+        "one row per community after folding, none for an empty one"
+    );
+    api.stop().await;
 }

@@ -128,6 +128,10 @@ impl Api {
             self.state.alerts.clone(),
             self.state.stopped.clone(),
         ));
+        let compact = tokio::spawn(stats::keep_counts_compact(
+            self.state.pool.clone(),
+            self.state.stopped.clone(),
+        ));
         let app = Self::router(self.state.clone());
         let stop = self.stop;
         let served = axum::serve(self.listener, app)
@@ -137,6 +141,7 @@ impl Api {
             })
             .await;
         listen.await?;
+        compact.await?;
         served?;
         Ok(())
     }

@@ -158,22 +158,20 @@ pub async fn compute(
     placement_limit_days: i64,
 ) -> anyhow::Result<(BTreeMap<String, Figures>, Option<f64>)> {
     let group = division.child_len().unwrap_or(division.as_str().len()) as i32;
-    // Households and dual-employment households from their partial indexes
-    // (index-only), the open ones through the partial index on
-    // zero-employment households.
-    let counted = |filter: &'static str| {
-        sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(format!(
-            "SELECT substr(division_code, 1, $3), count(*) FROM household
-             WHERE version > 0 {filter} AND division_code >= $1 AND division_code < $2
-             GROUP BY 1"
-        )))
-        .bind(division.as_str())
-        .bind(division.upper())
-        .bind(group)
-        .fetch_all(pool)
-    };
-    let households = counted("").await?;
-    let dual = counted("AND content->'dual_employment' = 'true'::jsonb").await?;
+    // Households and dual-employment households from the per-community
+    // counters (`api_household_count`: about one row per community), the
+    // open ones through the partial index on zero-employment households.
+    let counts: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT substr(division_code, 1, $3), sum(households)::bigint, sum(dual_employment)::bigint
+         FROM api_household_count
+         WHERE division_code >= $1 AND division_code < $2
+         GROUP BY 1 HAVING sum(households) <> 0",
+    )
+    .bind(division.as_str())
+    .bind(division.upper())
+    .bind(group)
+    .fetch_all(pool)
+    .await?;
     let open: Vec<OpenRow> = sqlx::query_as(
         "SELECT substr(division_code, 1, $3), count(*),
                 count(*) FILTER (WHERE $4::date - zero_since > $5),
@@ -193,11 +191,10 @@ pub async fn compute(
     .await?;
     let (spells, median) = spells(pool, division, group, month).await?;
     let mut out: BTreeMap<String, Figures> = BTreeMap::new();
-    for (child, n) in households {
-        out.entry(child).or_default().households = n;
-    }
-    for (child, n) in dual {
-        out.entry(child).or_default().dual_employment = n;
+    for (child, households, dual) in counts {
+        let f = out.entry(child).or_default();
+        f.households = households;
+        f.dual_employment = dual;
     }
     for (child, zero, placement, visit, dibao) in open {
         let f = out.entry(child).or_default();
@@ -216,6 +213,37 @@ pub async fn compute(
         f.stable_employment_rate = rate(stable, employed);
     }
     Ok((out, median))
+}
+
+/// How often the API folds the household counters' deltas.
+pub const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Fold each community's counter deltas into one row
+/// (`api_household_count_compact`); returns how many rows it folded.
+pub async fn compact_counts(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT api_household_count_compact()")
+        .fetch_one(pool)
+        .await
+}
+
+/// Fold the counters every [`COMPACT_EVERY`] until `stopped`. A failure
+/// (the database away) is logged and tried again at the next tick: the
+/// counts stay exact either way, only reading them costs more rows.
+pub async fn keep_counts_compact(pool: PgPool, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(COMPACT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stop = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stopped.wait_for(|s| *s) => true,
+        };
+        if stop {
+            return;
+        }
+        if let Err(e) = compact_counts(&pool).await {
+            tracing::warn!(error = %e, "folding the household counters failed; trying again");
+        }
+    }
 }
 
 /// Opened and closed spells per child in the 12 months to the end of

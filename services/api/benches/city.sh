@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The read side at city scale (BENCHMARKS.md, "The read side"): a city of
+# 1.2 M households seeded into a fresh database (seed_city.sql), a release
+# `dynzero run` (hub, relay, sweeper, API) ingesting the simulator's stream
+# at 500 msg/s meanwhile, and wrk against the city's statistics (one client)
+# and a ledger page (50 clients, a city token and a community token).
+#
+#   services/api/benches/city.sh [households] [rate] [seconds]
+#
+# Needs wrk (apt-get install wrk). Uses its own database (dz_api_bench_city,
+# left behind for a look) and its own exchanges and queue (bench.api.*), so
+# the machine's dynzero.* topology is not touched.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+HOUSEHOLDS="${1:-1200000}"
+RATE="${2:-500}"
+SECONDS_EACH="${3:-20}"
+PORT="${DYNZERO_BENCH_API_PORT:-18490}"
+DB=dz_api_bench_city
+PSQL=(psql -h 127.0.0.1 -U postgres -qAt -v ON_ERROR_STOP=1)
+
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynzero-release}"
+cargo build --release -q -p dynzero
+BIN="$CARGO_TARGET_DIR/release/dynzero"
+
+"${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+export DYNZERO__DATABASE__URL="postgres://postgres@127.0.0.1:5432/$DB"
+export DYNZERO__API__LISTEN="127.0.0.1:$PORT"
+export DYNZERO__AMQP__INBOUND_EXCHANGE=bench.api.inbound
+export DYNZERO__AMQP__HOUSEHOLDS_EXCHANGE=bench.api.households
+export DYNZERO__AMQP__ALERTS_EXCHANGE=bench.api.alerts
+export DYNZERO__AMQP__REJECTED_EXCHANGE=bench.api.rejected
+export DYNZERO__AMQP__QUEUE=bench.api.reconciler
+export DYNZERO__AMQP__REJECTED_QUEUE=bench.api.rejected
+export RUST_LOG="${RUST_LOG:-warn}"
+
+# Migrates, and prints the token as its last line.
+CITY=$("$BIN" tokens add --name bench-city --division 2103 --role worker | tail -n 1)
+COMMUNITY=$("$BIN" tokens add --name bench-community --division 210302001001 --role worker | tail -n 1)
+echo "seeding $HOUSEHOLDS households"
+time "${PSQL[@]}" -d "$DB" -v households="$HOUSEHOLDS" -f services/api/benches/seed_city.sql
+
+"$BIN" run --only consumer,relay,sweeper,api >/tmp/dz-api-bench-run.log 2>&1 &
+RUN=$!
+SIM=""
+cleanup() {
+    [ -n "$SIM" ] && kill "$SIM" 2>/dev/null || true
+    kill "$RUN" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rabbitmqctl -q delete_queue bench.api.reconciler >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+until curl -sf "http://127.0.0.1:$PORT/api/openapi.json" >/dev/null; do sleep 0.5; done
+
+# The simulator's stream at RATE msg/s for the whole measurement (households
+# of its own, in the same districts), then measure while it flows.
+EVENTS=$((RATE * (6 * SECONDS_EACH + 60)))
+"$BIN" simulate --households $((EVENTS / 4)) --events $((EVENTS * 3 / 4)) --rate "$RATE" --seed 7 \
+    >/tmp/dz-api-bench-simulate.log 2>&1 &
+SIM=$!
+sleep 10   # let the ingestion reach its rate before measuring
+
+measure() {
+    local what="$1" clients="$2" token="$3" path="$4"
+    echo "== $what ($clients clients, $SECONDS_EACH s): $path"
+    wrk -t"$(( clients < 2 ? 1 : 2 ))" -c"$clients" -d"${SECONDS_EACH}s" --latency \
+        -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT$path" |
+        grep -E 'Latency|50%|90%|99%|Requests/sec|Non-2xx'
+}
+measure "city statistics" 1 "$CITY" "/api/v1/stats?division=2103"
+measure "district statistics" 1 "$CITY" "/api/v1/stats?division=210302"
+measure "ledger page, city token" 50 "$CITY" "/api/v1/households?status=zero_employment&limit=50"
+measure "ledger page, community token" 50 "$COMMUNITY" "/api/v1/households?status=zero_employment&limit=50"
+measure "ledger page, community token, all households" 50 "$COMMUNITY" "/api/v1/households?limit=50"
+
+echo "== ingestion while measuring"
+tail -n 3 /tmp/dz-api-bench-simulate.log
+"${PSQL[@]}" -d "$DB" -c "SELECT 'inbox rows: ' || count(*) FROM inbox"
