@@ -20,7 +20,7 @@ DB=dz_api_bench_city
 PSQL=(psql -h 127.0.0.1 -U postgres -qAt -v ON_ERROR_STOP=1)
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 2; }
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynzero-release}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynzero-target}"
 cargo build --release -q -p dynzero
 BIN="$CARGO_TARGET_DIR/release/dynzero"
 
@@ -62,17 +62,20 @@ SIM=$!
 sleep 10   # let the ingestion reach its rate before measuring
 
 measure() {
-    local what="$1" clients="$2" token="$3" path="$4"
+    local what="$1" clients="$2" header="$3" path="$4"
     echo "== $what ($clients clients, $SECONDS_EACH s): $path"
     wrk -t"$(( clients < 2 ? 1 : 2 ))" -c"$clients" -d"${SECONDS_EACH}s" --latency \
-        -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT$path" |
+        -H "$header" "http://127.0.0.1:$PORT$path" |
         grep -E 'Latency|50%|90%|99%|Requests/sec|Non-2xx'
 }
-measure "city statistics" 1 "$CITY" "/api/v1/stats?division=2103"
-measure "district statistics" 1 "$CITY" "/api/v1/stats?division=210302"
-measure "ledger page, city token" 50 "$CITY" "/api/v1/households?status=zero_employment&limit=50"
-measure "ledger page, community token" 50 "$COMMUNITY" "/api/v1/households?status=zero_employment&limit=50"
-measure "ledger page, community token, all households" 50 "$COMMUNITY" "/api/v1/households?limit=50"
+bearer() { echo "Authorization: Bearer $1"; }
+cookie() { echo "Cookie: dynzero_session=$1"; }
+measure "city statistics" 1 "$(bearer "$CITY")" "/api/v1/stats?division=2103"
+measure "district statistics" 1 "$(bearer "$CITY")" "/api/v1/stats?division=210302"
+measure "ledger page, city token" 50 "$(bearer "$CITY")" "/api/v1/households?status=zero_employment&limit=50"
+measure "ledger page, community token" 50 "$(bearer "$COMMUNITY")" "/api/v1/households?status=zero_employment&limit=50"
+measure "ledger page, community token, all households" 50 "$(bearer "$COMMUNITY")" "/api/v1/households?limit=50"
+measure "board 台账, community token" 50 "$(cookie "$COMMUNITY")" "/ledger"
 
 echo "== ingestion while measuring"
 tail -n 3 /tmp/dz-api-bench-simulate.log
