@@ -717,10 +717,12 @@ async fn a_poison_rejected_message_is_replayed_and_applied() {
 }
 
 /// The household counters follow every way a household's counts change: a
-/// first publication, dual employment gained and lost, a move to another
-/// community, several households in one statement, a delete; and a fold.
+/// first publication, dual employment gained and lost, a spell opened with
+/// 低保 and closed, a move to another community, several households in one
+/// statement, a delete; and a fold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn household_counters_follow_every_change() {
+    type Counts = (String, i64, i64, i64, i64);
     let fixture = Fixture::new().await;
     let api = TestApi::start(
         &fixture.settings,
@@ -729,17 +731,23 @@ async fn household_counters_follow_every_change() {
     .await;
     let pool = fixture.db.pool().await;
     let counts = || async {
-        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT division_code, sum(households)::bigint, sum(dual_employment)::bigint
-             FROM api_household_count GROUP BY 1 HAVING sum(households) <> 0 OR sum(dual_employment) <> 0
+        let rows: Vec<Counts> = sqlx::query_as(
+            "SELECT division_code, sum(households)::bigint, sum(dual_employment)::bigint,
+                    sum(zero_employment)::bigint, sum(dibao_among_zero)::bigint
+             FROM api_household_count GROUP BY 1
+             HAVING sum(households) <> 0 OR sum(dual_employment) <> 0
+                 OR sum(zero_employment) <> 0 OR sum(dibao_among_zero) <> 0
              ORDER BY 1",
         )
         .fetch_all(&pool)
         .await
         .unwrap();
-        let recount: Vec<(String, i64, i64)> = sqlx::query_as(
+        let recount: Vec<Counts> = sqlx::query_as(
             "SELECT division_code, count(*),
-                    count(*) FILTER (WHERE content->'dual_employment' = 'true'::jsonb)
+                    count(*) FILTER (WHERE content->'dual_employment' = 'true'::jsonb),
+                    count(*) FILTER (WHERE status = 'zero_employment'),
+                    count(*) FILTER (WHERE status = 'zero_employment'
+                                     AND jsonb_typeof(content->'dibao') = 'object')
              FROM household WHERE version > 0 GROUP BY 1 ORDER BY 1",
         )
         .fetch_all(&pool)
@@ -752,22 +760,33 @@ async fn household_counters_follow_every_change() {
         let pool = pool.clone();
         async move { sqlx::query(sql).execute(&pool).await.unwrap() }
     };
-    const A: &str = "210302001001";
-    const B: &str = "210303002001";
+    let a = |h, d, z, b| ("210302001001".to_string(), h, d, z, b);
+    let b = |h, d, z, b| ("210303002001".to_string(), h, d, z, b);
     run("INSERT INTO household (household_id) VALUES ('H1'), ('H2'), ('H3')").await;
     assert!(counts().await.is_empty(), "nothing published yet");
     run(
-        "UPDATE household SET version = 1, division_code = '210302001001',
+        "UPDATE household SET version = 1, division_code = '210302001001', status = 'employed',
                 content = '{\"dual_employment\": false}' WHERE household_id IN ('H1', 'H2')",
     )
     .await;
-    assert_eq!(counts().await, vec![(A.to_string(), 2, 0)]);
+    assert_eq!(counts().await, vec![a(2, 0, 0, 0)]);
     run(
         "UPDATE household SET version = version + 1, content = '{\"dual_employment\": true}'
          WHERE household_id = 'H1'",
     )
     .await;
-    assert_eq!(counts().await, vec![(A.to_string(), 2, 1)]);
+    assert_eq!(counts().await, vec![a(2, 1, 0, 0)]);
+    run(
+        "UPDATE household SET version = version + 1, status = 'zero_employment',
+                content = '{\"dual_employment\": false, \"dibao\": {\"case_id\": \"C1\"}}'
+         WHERE household_id = 'H2'",
+    )
+    .await;
+    assert_eq!(
+        counts().await,
+        vec![a(2, 1, 1, 1)],
+        "a spell with 低保 opens"
+    );
     run(
         "UPDATE household SET version = version + 1, division_code = '210303002001'
          WHERE household_id = 'H1'",
@@ -775,29 +794,27 @@ async fn household_counters_follow_every_change() {
     .await;
     assert_eq!(
         counts().await,
-        vec![(A.to_string(), 1, 0), (B.to_string(), 1, 1)],
+        vec![a(1, 0, 1, 1), b(1, 1, 0, 0)],
         "a move takes its counts along"
     );
     run(
-        "UPDATE household SET version = 1, division_code = '210303002001',
+        "UPDATE household SET version = 1, division_code = '210303002001', status = 'employed',
                 content = '{\"dual_employment\": true}' WHERE household_id = 'H3'",
     )
     .await;
     run(
-        "UPDATE household SET version = version + 1, content = '{\"dual_employment\": false}'
-         WHERE household_id IN ('H1', 'H3')",
+        "UPDATE household SET version = version + 1, status = 'employed',
+                content = '{\"dual_employment\": false}'
+         WHERE household_id IN ('H1', 'H2', 'H3')",
     )
     .await;
-    assert_eq!(
-        counts().await,
-        vec![(A.to_string(), 1, 0), (B.to_string(), 2, 0)]
-    );
+    assert_eq!(counts().await, vec![a(1, 0, 0, 0), b(2, 0, 0, 0)]);
     run("DELETE FROM household WHERE household_id = 'H2'").await;
-    assert_eq!(counts().await, vec![(B.to_string(), 2, 0)]);
+    assert_eq!(counts().await, vec![b(2, 0, 0, 0)]);
     dynzero_api::stats::compact_counts(&pool).await.unwrap();
     assert_eq!(
         counts().await,
-        vec![(B.to_string(), 2, 0)],
+        vec![b(2, 0, 0, 0)],
         "folding changes no count"
     );
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM api_household_count")
@@ -808,5 +825,50 @@ async fn household_counters_follow_every_change() {
         rows, 1,
         "one row per community after folding, none for an empty one"
     );
+    api.stop().await;
+}
+
+/// The API keeps the callers of valid tokens in memory, and a revocation
+/// still takes effect at once: the database announces it and every cached
+/// caller is dropped (the cache would otherwise keep it for a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_at_once_though_its_caller_was_cached() {
+    let fixture = Fixture::new().await;
+    let api = TestApi::start(
+        &fixture.settings,
+        std::sync::Arc::new(fixture.clock.clone()),
+    )
+    .await;
+    let token = api
+        .token("leaver", "210302001001", Role::Worker, PiiPolicy::Masked)
+        .await;
+    let other = api
+        .token("stayer", "210302001001", Role::Worker, PiiPolicy::Masked)
+        .await;
+    for t in [&token, &other] {
+        let (status, _) = api.get(Some(t), "/api/v1/stats").await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the token works, and its caller is cached"
+        );
+    }
+    let pool = fixture.db.pool().await;
+    assert!(
+        dynzero_api::access::revoke_token(&pool, "leaver")
+            .await
+            .unwrap()
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the revoked token refused",
+        || async {
+            let (status, _) = api.get(Some(&token), "/api/v1/stats").await;
+            (status == StatusCode::UNAUTHORIZED).then_some(())
+        },
+    )
+    .await;
+    let (status, _) = api.get(Some(&other), "/api/v1/stats").await;
+    assert_eq!(status, StatusCode::OK, "another token still works");
     api.stop().await;
 }

@@ -37,7 +37,8 @@ export RUST_LOG="${RUST_LOG:-warn}"
 
 # Migrates, and prints the token as its last line.
 CITY=$("$BIN" tokens add --name bench-city --division 2103 --role worker | tail -n 1)
-COMMUNITY=$("$BIN" tokens add --name bench-community --division 210302001001 --role worker | tail -n 1)
+# A seeded community the simulator does not touch (it uses streets 001–005, communities 001–006).
+COMMUNITY=$("$BIN" tokens add --name bench-community --division 210311010010 --role worker | tail -n 1)
 echo "seeding $HOUSEHOLDS households"
 time "${PSQL[@]}" -d "$DB" -v households="$HOUSEHOLDS" -f services/api/benches/seed_city.sql
 

@@ -11,7 +11,8 @@ SELECT n,
          || lpad((1 + (n / 4) % 10)::text, 3, '0')
          || lpad((1 + (n / 40) % 10)::text, 3, '0') AS division_code,
        now() - make_interval(days => ((n::bigint * 7919) % 720)::int) AS first_at,
-       CASE WHEN n % 200 = 0 THEN 'open' WHEN n % 200 = 100 THEN 'closed' ELSE 'never' END AS kind
+       -- Spread over every community (n % 200 would put them all in two).
+       CASE (hashint4(n) & 2147483647) % 200 WHEN 0 THEN 'open' WHEN 100 THEN 'closed' ELSE 'never' END AS kind
 FROM generate_series(1, :households) AS n;
 
 INSERT INTO household_version (household_id, version, status, zero_since, division_code, published_at, cause_arrivals, content)

@@ -181,12 +181,75 @@ pub async fn list_tokens(pool: &PgPool) -> anyhow::Result<Vec<TokenInfo>> {
 }
 
 /// The live token with this value, if any.
+/// A token revoked, changed or deleted is announced here (a trigger on `api_token`).
+pub const TOKEN_CHANNEL: &str = "dynzero_token";
+
+/// How long a valid token's caller is kept without asking the database
+/// again. Revocations do not wait for it: each one is announced on channel
+/// `dynzero_token` and empties every API process's cache at once; this only
+/// bounds how stale an entry can be if an announcement were missed.
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The callers of tokens recently found valid, by token hash: a request
+/// then costs no token lookup. Emptied whenever a token changes
+/// (`forget_all`, on the `dynzero_token` announcement) and whenever the
+/// listener that hears those announcements reconnects.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: std::sync::RwLock<TokenEntries>,
+}
+
+#[derive(Default)]
+struct TokenEntries {
+    /// Bumped by every `forget_all`: a lookup that began before it must not
+    /// store what it read.
+    generation: u64,
+    callers: std::collections::HashMap<String, (Caller, std::time::Instant)>,
+}
+
+impl TokenCache {
+    /// The caller of a valid token, from the cache or the database.
+    pub async fn authenticate(&self, pool: &PgPool, token: &str) -> anyhow::Result<Option<Caller>> {
+        let hash = token_hash(token);
+        let generation = {
+            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((caller, at)) = entries.callers.get(&hash)
+                && at.elapsed() < TOKEN_CACHE_TTL
+            {
+                return Ok(Some(caller.clone()));
+            }
+            entries.generation
+        };
+        let caller = authenticate_hash(pool, &hash).await?;
+        if let Some(caller) = &caller {
+            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+            if entries.generation == generation {
+                entries
+                    .callers
+                    .insert(hash, (caller.clone(), std::time::Instant::now()));
+            }
+        }
+        Ok(caller)
+    }
+
+    /// Drop every kept caller: a token was revoked or changed.
+    pub fn forget_all(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.generation += 1;
+        entries.callers.clear();
+    }
+}
+
 pub async fn authenticate(pool: &PgPool, token: &str) -> anyhow::Result<Option<Caller>> {
+    authenticate_hash(pool, &token_hash(token)).await
+}
+
+async fn authenticate_hash(pool: &PgPool, hash: &str) -> anyhow::Result<Option<Caller>> {
     let row: Option<(String, String, String, String)> = sqlx::query_as(
         "SELECT name, division, role, pii FROM api_token
          WHERE token_hash = $1 AND revoked_at IS NULL",
     )
-    .bind(token_hash(token))
+    .bind(hash)
     .fetch_optional(pool)
     .await?;
     row.map(|(name, division, role, pii)| caller_of(name, &division, &role, &pii))

@@ -227,22 +227,29 @@ pub async fn stream(
 /// sees every alert committed from then on.
 pub async fn subscribe(pool: &PgPool) -> anyhow::Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen("dynzero_alert").await?;
+    listener
+        .listen_all([ALERT_CHANNEL, crate::access::TOKEN_CHANNEL])
+        .await?;
     Ok(listener)
 }
 
-/// Broadcast each new alert, until `stopped`. A lost connection is
-/// re-established after a pause; alerts committed meanwhile are in
-/// `GET /api/v1/alerts`, not on the stream.
+/// Each committed alert's id is announced here (a trigger on `alert`).
+pub const ALERT_CHANNEL: &str = "dynzero_alert";
+
+/// Broadcast each new alert, and empty the token cache whenever a token
+/// changes, until `stopped`. A lost connection is re-established after a
+/// pause; alerts committed meanwhile are in `GET /api/v1/alerts`, not on the
+/// stream, and the token cache is emptied (a revocation may have been missed).
 pub async fn listen(
     pool: PgPool,
     mut listener: PgListener,
     sender: broadcast::Sender<Arc<Alert>>,
+    tokens: Arc<crate::access::TokenCache>,
     mut stopped: watch::Receiver<bool>,
 ) {
     loop {
         let result = tokio::select! {
-            r = forward(&pool, &mut listener, &sender) => r,
+            r = forward(&pool, &mut listener, &sender, &tokens) => r,
             _ = stopped.wait_for(|s| *s) => return,
         };
         if let Err(e) = result {
@@ -256,6 +263,7 @@ pub async fn listen(
             match subscribe(&pool).await {
                 Ok(fresh) => {
                     listener = fresh;
+                    tokens.forget_all();
                     break;
                 }
                 Err(e) => tracing::warn!(error = %format!("{e:#}"), "alert listener still down"),
@@ -268,9 +276,14 @@ async fn forward(
     pool: &PgPool,
     listener: &mut PgListener,
     sender: &broadcast::Sender<Arc<Alert>>,
+    tokens: &crate::access::TokenCache,
 ) -> anyhow::Result<()> {
     loop {
         let notification = listener.recv().await?;
+        if notification.channel() == crate::access::TOKEN_CHANNEL {
+            tokens.forget_all();
+            continue;
+        }
         if sender.receiver_count() == 0 {
             continue;
         }

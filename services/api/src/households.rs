@@ -108,6 +108,7 @@ pub async fn page(
                        WHEN 'placement' THEN $6::date - h.zero_since > $7
                        ELSE $6::date - GREATEST(h.last_visit, h.zero_since) > $8 END))
                  AND ($9::text IS NULL OR h.household_id > $9)
+                 AND ($11::text IS NULL OR h.division_code = $11)
                ORDER BY h.household_id
                LIMIT $10) AS h
          JOIN household_version v ON v.household_id = h.household_id AND v.version = h.version
@@ -123,6 +124,15 @@ pub async fn page(
     .bind(VISIT_GAP_DAYS)
     .bind(after)
     .bind(limit)
+    // A community is one code: equality lets the index on (division_code,
+    // household_id) deliver the page in order.
+    .bind(
+        filter
+            .division
+            .child_len()
+            .is_none()
+            .then(|| filter.division.as_str()),
+    )
     .fetch_all(pool)
     .await?;
     Ok(rows

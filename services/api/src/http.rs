@@ -28,6 +28,8 @@ pub struct AppState {
     pub alerts: broadcast::Sender<Arc<crate::alerts::Alert>>,
     /// True once the server is shutting down: open streams end.
     pub stopped: watch::Receiver<bool>,
+    /// Callers of valid tokens, kept until a token changes.
+    pub tokens: Arc<access::TokenCache>,
 }
 
 /// An RFC 9457 problem document.
@@ -141,7 +143,9 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = presented_token(parts).ok_or(ApiError::Unauthorized)?;
-        access::authenticate(&state.pool, &token)
+        state
+            .tokens
+            .authenticate(&state.pool, &token)
             .await?
             .ok_or(ApiError::Unauthorized)
     }

@@ -88,6 +88,7 @@ impl Api {
                 clock,
                 alerts: sender,
                 stopped,
+                tokens: Arc::default(),
             },
             listener,
             alert_listener,
@@ -126,6 +127,7 @@ impl Api {
             self.state.pool.clone(),
             self.alert_listener,
             self.state.alerts.clone(),
+            self.state.tokens.clone(),
             self.state.stopped.clone(),
         ));
         let compact = tokio::spawn(stats::keep_counts_compact(

@@ -146,7 +146,8 @@ impl Month {
     }
 }
 
-type OpenRow = (String, i64, i64, i64, i64);
+type CountRow = (String, i64, i64, i64, i64);
+type OverdueRow = (String, i64, i64);
 type SpellRow = (String, i64, i64, Option<f64>, i64, i64);
 
 /// Figures per next-level division (or for the division itself, for a community).
@@ -158,11 +159,14 @@ pub async fn compute(
     placement_limit_days: i64,
 ) -> anyhow::Result<(BTreeMap<String, Figures>, Option<f64>)> {
     let group = division.child_len().unwrap_or(division.as_str().len()) as i32;
-    // Households and dual-employment households from the per-community
-    // counters (`api_household_count`: about one row per community), the
-    // open ones through the partial index on zero-employment households.
-    let counts: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT substr(division_code, 1, $3), sum(households)::bigint, sum(dual_employment)::bigint
+    // Households, dual employment, open spells and 低保 among them from the
+    // per-community counters (`api_household_count`: about one row per
+    // community); the overdue ones, which depend on today, from the partial
+    // index on zero-employment households alone (index-only).
+    let counts: Vec<CountRow> = sqlx::query_as(
+        "SELECT substr(division_code, 1, $3), sum(households)::bigint,
+                sum(dual_employment)::bigint, sum(zero_employment)::bigint,
+                sum(dibao_among_zero)::bigint
          FROM api_household_count
          WHERE division_code >= $1 AND division_code < $2
          GROUP BY 1 HAVING sum(households) <> 0",
@@ -172,11 +176,10 @@ pub async fn compute(
     .bind(group)
     .fetch_all(pool)
     .await?;
-    let open: Vec<OpenRow> = sqlx::query_as(
-        "SELECT substr(division_code, 1, $3), count(*),
+    let overdue: Vec<OverdueRow> = sqlx::query_as(
+        "SELECT substr(division_code, 1, $3),
                 count(*) FILTER (WHERE $4::date - zero_since > $5),
-                count(*) FILTER (WHERE $4::date - GREATEST(last_visit, zero_since) > $6),
-                count(*) FILTER (WHERE jsonb_typeof(content->'dibao') = 'object')
+                count(*) FILTER (WHERE $4::date - GREATEST(last_visit, zero_since) > $6)
          FROM household
          WHERE status = 'zero_employment' AND division_code >= $1 AND division_code < $2
          GROUP BY 1",
@@ -191,17 +194,17 @@ pub async fn compute(
     .await?;
     let (spells, median) = spells(pool, division, group, month).await?;
     let mut out: BTreeMap<String, Figures> = BTreeMap::new();
-    for (child, households, dual) in counts {
+    for (child, households, dual, zero, dibao) in counts {
         let f = out.entry(child).or_default();
         f.households = households;
         f.dual_employment = dual;
-    }
-    for (child, zero, placement, visit, dibao) in open {
-        let f = out.entry(child).or_default();
         f.zero_employment = zero;
+        f.dibao_among_zero = dibao;
+    }
+    for (child, placement, visit) in overdue {
+        let f = out.entry(child).or_default();
         f.placement_overdue = placement;
         f.visit_overdue = visit;
-        f.dibao_among_zero = dibao;
     }
     for (child, new, resolved, median, employed, stable) in spells {
         let f = out.entry(child).or_default();

@@ -67,7 +67,7 @@ impl FromRequestParts<AppState> for Viewer {
         let Some(token) = presented_token(parts) else {
             return Err(ToLogin.into_response());
         };
-        match access::authenticate(&state.pool, &token).await {
+        match state.tokens.authenticate(&state.pool, &token).await {
             Ok(Some(caller)) => Ok(Viewer(caller)),
             Ok(None) => Err(ToLogin.into_response()),
             Err(e) => Err(failure(e)),
