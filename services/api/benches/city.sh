@@ -7,7 +7,7 @@
 #
 #   services/api/benches/city.sh [households] [rate] [seconds]
 #
-# Needs wrk (apt-get install wrk). Uses its own database (dz_api_bench_city,
+# Needs wrk (apt-get install wrk); oha (cargo install oha) for the paced run. Uses its own database (dz_api_bench_city,
 # left behind for a look) and its own exchanges and queue (bench.api.*), so
 # the machine's dynzero.* topology is not touched.
 set -euo pipefail
@@ -62,12 +62,16 @@ EVENTS=$((RATE * (6 * SECONDS_EACH + 60)))
 SIM=$!
 sleep 10   # let the ingestion reach its rate before measuring
 
+ingested() { "${PSQL[@]}" -d "$DB" -c "SELECT COALESCE(max(arrival), 0) FROM inbox"; }
 measure() {
-    local what="$1" clients="$2" header="$3" path="$4"
+    local what="$1" clients="$2" header="$3" path="$4" before after
     echo "== $what ($clients clients, $SECONDS_EACH s): $path"
+    before=$(ingested)
     wrk -t"$(( clients < 2 ? 1 : 2 ))" -c"$clients" -d"${SECONDS_EACH}s" --latency \
         -H "$header" "http://127.0.0.1:$PORT$path" |
         grep -E 'Latency|50%|90%|99%|Requests/sec|Non-2xx'
+    after=$(ingested)
+    echo "   the hub ingested $(( (after - before) / SECONDS_EACH )) msg/s meanwhile"
 }
 bearer() { echo "Authorization: Bearer $1"; }
 cookie() { echo "Cookie: dynzero_session=$1"; }
@@ -78,6 +82,27 @@ measure "ledger page, community token" 50 "$(bearer "$COMMUNITY")" "/api/v1/hous
 measure "ledger page, community token, all households" 50 "$(bearer "$COMMUNITY")" "/api/v1/households?limit=50"
 measure "board 台账, community token" 50 "$(cookie "$COMMUNITY")" "/ledger"
 
+# Fifty clients at a pace a city's workers might keep (PACED requests/s in
+# all), open loop: oha sends on schedule whether or not the last answer came,
+# and counts the wait from when each request should have left.
+paced() {
+    local what="$1" header="$2" path="$3" before after
+    echo "== $what (50 clients, $PACED req/s in all, $SECONDS_EACH s, oha): $path"
+    before=$(ingested)
+    oha -z "${SECONDS_EACH}s" -c 50 -q "$PACED" --latency-correction --no-tui \
+        -H "$header" "http://127.0.0.1:$PORT$path" |
+        grep -E 'Requests/sec|(50\.00|99\.00|99\.90)% in|^ *\[[0-9]{3}\]'
+    after=$(ingested)
+    echo "   the hub ingested $(( (after - before) / SECONDS_EACH )) msg/s meanwhile"
+}
+PACED="${DYNZERO_BENCH_API_PACED:-500}"
+if command -v oha >/dev/null; then
+    paced "ledger page, city token" "$(bearer "$CITY")" "/api/v1/households?status=zero_employment&limit=50"
+    paced "board 台账, community token" "$(cookie "$COMMUNITY")" "/ledger"
+else
+    echo "(oha is not installed — cargo install oha — so no paced run)"
+fi
+
 echo "== ingestion while measuring"
-tail -n 3 /tmp/dz-api-bench-simulate.log
 "${PSQL[@]}" -d "$DB" -c "SELECT 'inbox rows: ' || count(*) FROM inbox"
+tail -c 300 /tmp/dz-api-bench-simulate.log | tr '\r' '\n' | tail -n 1
