@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use dynzero_reconciler::clock::{Clock, SystemClock};
 use dynzero_reconciler::service::MIGRATOR;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -38,7 +38,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
     // to the whole city, and a generic plan chosen for one is wrong for the other.
     let options = PgConnectOptions::from_str(&settings.database.url)?
         .options([("plan_cache_mode", "force_custom_plan")]);
-    let pool = PgPoolOptions::new()
+    let pool = dynzero_runtime::database::pool_options(&options)
         .max_connections(settings.database.max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options);

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::info;
+use tracing::{info, warn};
 
 type Services = JoinSet<anyhow::Result<()>>;
 
@@ -118,25 +118,37 @@ async fn start(
         false => None,
     };
     if parts.consumer || parts.relay || parts.sweeper {
-        let reconciler = Reconciler::build(config.reconciler(), Arc::new(SystemClock)).await?;
+        let reconciler = built("reconciler", || {
+            Reconciler::build(config.reconciler(), Arc::new(SystemClock))
+        })
+        .await?;
         let metrics = reconciler.hub().metrics.clone();
         sources.push(Arc::new(move || metrics.render()));
         liveness.push(reconciler.liveness().clone());
         services.spawn(reconciler.run_until(parts, until_stopped(stopped)));
     }
     if others.notifier {
-        let notifier = dynzero_notifier::service::Notifier::build(config.notifier()).await?;
+        let notifier = built("notifier", || {
+            dynzero_notifier::service::Notifier::build(config.notifier())
+        })
+        .await?;
         let metrics = notifier.metrics().clone();
         sources.push(Arc::new(move || metrics.render()));
         liveness.push(notifier.liveness().clone());
         services.spawn(notifier.run_until(until_stopped(stopped)));
     }
     if others.retention {
-        let retention = Retention::build(&config.database, config.retention.clone()).await?;
+        let retention = built("retention", || {
+            Retention::build(&config.database, config.retention.clone())
+        })
+        .await?;
         services.spawn(retention.run_until(until_stopped(stopped)));
     }
     if let Some(pool) = api_pool {
-        let api = dynzero_api::service::Api::build(config.api(), pool).await?;
+        let api = built("api", || {
+            dynzero_api::service::Api::build(config.api(), pool.clone())
+        })
+        .await?;
         services.spawn(api.run_until(until_stopped(stopped)));
     }
     if !config.metrics.listen.is_empty() {
@@ -157,6 +169,39 @@ async fn start(
         services.spawn(http::serve(listener, endpoint, until_stopped(stopped)));
     }
     Ok(())
+}
+
+/// Build a service, waiting out a database outage that meets its start (a
+/// connection refused or reset mid-start) with backoff, as every service
+/// waits one out once running; any other failure ends the start. A stop
+/// signal meanwhile ends the wait (`run` races the start against it).
+async fn built<T, F, Fut>(what: &str, mut build: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let mut waits = dynzero_runtime::backoff::Reconnect::new();
+    loop {
+        match build().await {
+            Ok(service) => return Ok(service),
+            Err(e) if database_outage(&e) => {
+                let wait = waits.next_wait();
+                warn!(service = what, error = %format!("{e:#}"), ?wait,
+                    "the database went away while starting; waiting for it");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether an error is, somewhere in its chain, a database outage.
+fn database_outage(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(|e| dynzero_runtime::fault::database(e) == dynzero_runtime::Fault::Outage)
+    })
 }
 
 /// SIGTERM or SIGINT.

@@ -25,10 +25,26 @@ pub fn options(settings: &DatabaseSettings) -> Result<PgConnectOptions, ConfigEr
 /// A pool that connects on first use, so a process starts while the
 /// database is away.
 pub fn pool(settings: &DatabaseSettings, options: PgConnectOptions) -> PgPool {
-    PgPoolOptions::new()
+    pool_options(&options)
         .max_connections(settings.max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy_with(options)
+}
+
+/// Pool options every dynzero pool starts from: each new connection gets
+/// TCP_NODELAY on its socket (see [`crate::nodelay`]; nothing to do over a
+/// Unix socket).
+pub fn pool_options(options: &PgConnectOptions) -> PgPoolOptions {
+    let port = options.get_port();
+    let over_tcp = options.get_socket().is_none() && !options.get_host().starts_with('/');
+    PgPoolOptions::new().after_connect(move |_, _| {
+        Box::pin(async move {
+            if over_tcp {
+                crate::nodelay::set_on_sockets_to(port);
+            }
+            Ok(())
+        })
+    })
 }
 
 /// Run `migrator` as the owner role (`database.migration_url`, or
@@ -41,7 +57,7 @@ pub async fn migrate(migrator: &Migrator, settings: &DatabaseSettings) -> anyhow
     let url = settings.migrations_url();
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| ConfigError(format!("database.migration_url {}: {e}", redact(url))))?;
-    let owner = PgPoolOptions::new()
+    let owner = pool_options(&options)
         .max_connections(1)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy_with(options);

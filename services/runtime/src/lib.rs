@@ -14,6 +14,7 @@ pub mod fault;
 pub mod health;
 pub mod histogram;
 pub mod http;
+pub mod nodelay;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
