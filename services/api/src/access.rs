@@ -180,7 +180,6 @@ pub async fn list_tokens(pool: &PgPool) -> anyhow::Result<Vec<TokenInfo>> {
         .collect()
 }
 
-/// The live token with this value, if any.
 /// A token revoked, changed or deleted is announced here (a trigger on `api_token`).
 pub const TOKEN_CHANNEL: &str = "dynzero_token";
 
@@ -240,6 +239,8 @@ impl TokenCache {
     }
 }
 
+/// The live token with this value, if any, asked of the database (the board's
+/// login; requests go through [`TokenCache`]).
 pub async fn authenticate(pool: &PgPool, token: &str) -> anyhow::Result<Option<Caller>> {
     authenticate_hash(pool, &token_hash(token)).await
 }
