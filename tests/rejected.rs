@@ -190,3 +190,85 @@ async fn rejections_are_listed_shown_and_replayed_from_the_command_line() {
     }
     pool.close().await;
 }
+
+/// A hub that dies after recording a rejection but before acking it gets
+/// the message again, redelivered: it goes to the rejected exchange again
+/// (outputs are at least once) but is recorded once. A first delivery of
+/// the same bytes, or a redelivery under another message id, is a rejection
+/// of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_rejection_is_recorded_once() {
+    let fixture = Fixture::new().await;
+    let pool = fixture.db.pool().await;
+    let rejected_wire = fixture
+        .broker
+        .capture(&fixture.settings.amqp.rejected_exchange, "#")
+        .await;
+    let publish = |message_id: &'static str| {
+        fixture.broker.publish(
+            &fixture.settings.amqp.inbound_exchange,
+            "household.registered",
+            MALFORMED,
+            lapin::BasicProperties::default()
+                .with_content_type("application/cloudevents+json".into())
+                .with_message_id(message_id.into())
+                .with_delivery_mode(2),
+        )
+    };
+    let recorded = |message_id: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM rejection WHERE message_id = $1")
+                .bind(message_id)
+                .fetch_one(&pool)
+                .await
+                .expect("counting rejections")
+        }
+    };
+
+    // The first life: m-1 rejected, recorded and acked.
+    let hub = fixture.start().await;
+    publish("m-1").await;
+    eventually(Duration::from_secs(60), "m-1 recorded", || async {
+        (recorded("m-1").await == 1).then_some(())
+    })
+    .await;
+    hub.stop().await;
+
+    // What a hub that died between record and ack leaves behind: m-1 again,
+    // redelivered; and m-2, the same bytes under another id, redelivered.
+    publish("m-1").await;
+    publish("m-2").await;
+    let taker = fixture.broker.connection().create_channel().await.unwrap();
+    for _ in 0..2 {
+        let got = taker
+            .basic_get(
+                fixture.settings.amqp.queue.as_str().into(),
+                lapin::options::BasicGetOptions::default(),
+            )
+            .await
+            .expect("basic.get");
+        assert!(got.is_some(), "both messages are on the hub's queue");
+    }
+    // Closing the channel hands both back unacknowledged.
+    taker.close(200, "died".into()).await.unwrap();
+    // And a fresh publish of m-1's bytes and id: a first delivery.
+    publish("m-1").await;
+
+    let hub = fixture.start().await;
+    eventually(Duration::from_secs(60), "three rejections settled", || async {
+        (hub.hub.metrics.rejected_total() == 3).then_some(())
+    })
+    .await;
+    let redeliveries = hub.hub.metrics.redeliveries_count();
+    // A graceful stop finishes what is settling: records and acks.
+    hub.stop().await;
+    assert_eq!(redeliveries, 2, "the two taken messages came back redelivered");
+    assert_eq!(recorded("m-1").await, 2, "m-1: the first life's and the fresh publish's");
+    assert_eq!(recorded("m-2").await, 1, "m-2: its own rejection");
+    let wire = fixture
+        .broker
+        .drain(&rejected_wire, |d| d.len() >= 4, Duration::from_secs(20))
+        .await;
+    assert_eq!(wire.len(), 4, "every delivery went to the rejected exchange");
+}

@@ -69,7 +69,11 @@ pub async fn run(settings: Settings, args: SimulateArgs) -> anyhow::Result<()> {
                     m.routing_key.as_str().into(),
                     Default::default(),
                     &m.body,
-                    props.clone(),
+                    // Each publish named, as a careful publisher does: two
+                    // publishes of the same bytes stay two messages.
+                    props
+                        .clone()
+                        .with_message_id(ShortString::from(format!("simulate-{}-{i}", args.seed))),
                 )
                 .await?,
         );

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use dynzero_contracts::rejection::{Reason, Rejection};
 use dynzero_runtime::amqp::{Next, Session, consume, next_batch, open_or_wait};
 use dynzero_runtime::backoff::{self, Reconnect};
+use dynzero_runtime::fault::{self, Fault};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::{Channel, Connection};
@@ -161,23 +162,36 @@ async fn handle_batch(
             // recognises what was committed.
             match tokio::time::timeout(
                 SETTLE_TIMEOUT,
-                settle(hub, rejections, delivery, outcome, arrived),
+                settle(hub, rejections, delivery, outcome, arrived, shutdown),
             )
             .await
             {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => {
+                Ok(Err(Unsettled::Broker(e))) => {
                     warn!(error = %e, "broker lost while settling a delivery");
                     return Handled::BrokerLost;
                 }
+                Ok(Err(Unsettled::Stopped)) => return Handled::Abandoned,
                 Err(_) => {
-                    warn!(timeout = ?SETTLE_TIMEOUT, "settling a delivery got no answer; reconnecting");
+                    warn!(
+                        timeout = ?SETTLE_TIMEOUT,
+                        "settling a delivery took too long; reconnecting, the broker redelivers it"
+                    );
                     return Handled::BrokerLost;
                 }
             }
         }
         return Handled::Acked;
     }
+}
+
+/// Why a delivery was left unacknowledged: the broker redelivers it.
+#[derive(Debug, thiserror::Error)]
+enum Unsettled {
+    #[error(transparent)]
+    Broker(#[from] PublishError),
+    #[error("shutdown came while the database was away")]
+    Stopped,
 }
 
 /// Ack, reject or hand back one delivery after its batch committed.
@@ -187,7 +201,8 @@ async fn settle(
     delivery: &Delivery,
     outcome: Fate,
     arrived: Instant,
-) -> Result<(), PublishError> {
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Unsettled> {
     match outcome {
         Fate::Applied => {
             hub.metrics.processed();
@@ -195,13 +210,15 @@ async fn settle(
                 .map(|time| (hub.clock.now() - time).to_std().unwrap_or_default());
             hub.metrics
                 .applied_after(since_event_time, arrived.elapsed());
-            ack(delivery).await
+            Ok(ack(delivery).await?)
         }
         Fate::Duplicate => {
             hub.metrics.duplicate();
-            ack(delivery).await
+            Ok(ack(delivery).await?)
         }
-        Fate::Rejected(rejection) => reject(hub, rejections, delivery, &rejection).await,
+        Fate::Rejected(rejection) => {
+            reject(hub, rejections, delivery, &rejection, shutdown).await
+        }
         Fate::Failed(e) => {
             let attempts = amqp::delivery_count(&delivery.properties) + 1;
             if attempts >= hub.settings.amqp.poison_after {
@@ -210,7 +227,7 @@ async fn settle(
                     Reason::Poison,
                     format!("processing failed {attempts} times; last error: {e:#}"),
                 );
-                reject(hub, rejections, delivery, &rejection).await
+                reject(hub, rejections, delivery, &rejection, shutdown).await
             } else {
                 warn!(error = %e, attempts, "processing failed; the broker will redeliver");
                 delivery
@@ -219,7 +236,8 @@ async fn settle(
                         requeue: true,
                         ..Default::default()
                     })
-                    .await?;
+                    .await
+                    .map_err(PublishError::from)?;
                 Ok(())
             }
         }
@@ -232,13 +250,15 @@ async fn ack(delivery: &Delivery) -> Result<(), PublishError> {
 }
 
 /// Publish the original body and properties, plus the reason, to the
-/// rejected exchange; ack the original only once the broker confirmed that.
+/// rejected exchange; record it; ack the original only once the broker
+/// confirmed it and the record is written (a database outage is waited out).
 async fn reject(
     hub: &Hub,
     rejections: &Channel,
     delivery: &Delivery,
     rejection: &Rejection,
-) -> Result<(), PublishError> {
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Unsettled> {
     let properties = amqp::rejected_properties(
         &delivery.properties,
         rejection.reason.as_str(),
@@ -254,7 +274,6 @@ async fn reject(
     .await?;
     hub.metrics.rejected(rejection.reason);
     warn!(reason = %rejection.reason, detail = %rejection.detail, "message rejected");
-    // The audit record is a convenience; the message itself is safe on the rejected queue.
     let (source, event_type) = envelope_names(&delivery.data);
     let record = store::rejections::Recorded {
         reason: rejection.reason.as_str(),
@@ -268,11 +287,37 @@ async fn reject(
             .map(|c| c.as_str()),
         source: source.as_deref(),
         event_type: event_type.as_deref(),
+        message_id: delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.as_str()),
+        redelivered: delivery.redelivered || amqp::delivery_count(&delivery.properties) > 0,
     };
-    if let Err(e) = store::rejections::record(&hub.pool, &record).await {
-        warn!(error = %e, "could not record the rejection");
+    let mut waits = backoff::backoff();
+    loop {
+        match store::rejections::record(&hub.pool, &record).await {
+            Ok(true) => break,
+            Ok(false) => {
+                info!(reason = %rejection.reason, "a redelivered rejection, already recorded");
+                break;
+            }
+            // A record the database refuses on its data: the message itself
+            // is safe on the rejected queue.
+            Err(e) if fault::database(&e) == Fault::Defect => {
+                warn!(error = %e, "could not record the rejection");
+                break;
+            }
+            Err(e) => {
+                let wait = waits.next().unwrap_or_default();
+                warn!(error = %e, ?wait, "the database is away; the rejection waits to be recorded");
+                if !backoff::sleep_unless_stopped(wait, shutdown).await {
+                    return Err(Unsettled::Stopped);
+                }
+            }
+        }
     }
-    ack(delivery).await
+    Ok(ack(delivery).await?)
 }
 
 /// The event's `time`, where the body has a readable one (an applied

@@ -16,12 +16,25 @@ pub struct Recorded<'a> {
     pub content_type: Option<&'a str>,
     pub source: Option<&'a str>,
     pub event_type: Option<&'a str>,
+    /// The AMQP `message_id` the publisher gave it, if any.
+    pub message_id: Option<&'a str>,
+    /// The broker delivered it before (a hub died before acking it).
+    pub redelivered: bool,
 }
 
-pub async fn record(pool: &PgPool, r: &Recorded<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO rejection (reason, detail, routing_key, body, content_type, source, event_type)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+/// Record a rejection; `false` when it was not recorded because it is a
+/// redelivery of one already recorded: same reason, routing key,
+/// `message_id` and body. A first delivery is always recorded (two
+/// publishes of the same bytes are two rejections).
+pub async fn record(pool: &PgPool, r: &Recorded<'_>) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO rejection
+             (reason, detail, routing_key, body, content_type, source, event_type, message_id)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8
+         WHERE NOT $9 OR NOT EXISTS (
+             SELECT 1 FROM rejection
+             WHERE body_digest = sha256($4) AND reason = $1 AND routing_key = $3
+               AND message_id IS NOT DISTINCT FROM $8)",
     )
     .bind(r.reason)
     .bind(r.detail)
@@ -30,9 +43,12 @@ pub async fn record(pool: &PgPool, r: &Recorded<'_>) -> Result<(), sqlx::Error> 
     .bind(r.content_type)
     .bind(r.source)
     .bind(r.event_type)
+    .bind(r.message_id)
+    .bind(r.redelivered)
     .execute(pool)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
 }
 
 /// A stored rejection, whole and unmasked: whoever shows it masks it.
