@@ -183,6 +183,7 @@ async fn a_city_through_killed_hubs_a_stopped_broker_a_refusing_database_and_a_f
     let (webhook, receiver) = start_receiver(city.seed).await;
     let notifier_queue = format!("{}.notifier", unique_name("chaos"));
     let mut notifier = start_notifier(&run, &notifier_queue, &webhook).await;
+    run.queues.push(notifier_queue.clone());
     let published = run.publish(city).await;
     let started = Instant::now();
     for i in 0..HUBS {

@@ -256,19 +256,32 @@ async fn a_redelivered_rejection_is_recorded_once() {
     publish("m-1").await;
 
     let hub = fixture.start().await;
-    eventually(Duration::from_secs(60), "three rejections settled", || async {
-        (hub.hub.metrics.rejected_total() == 3).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "three rejections settled",
+        || async { (hub.hub.metrics.rejected_total() == 3).then_some(()) },
+    )
     .await;
     let redeliveries = hub.hub.metrics.redeliveries_count();
     // A graceful stop finishes what is settling: records and acks.
     hub.stop().await;
-    assert_eq!(redeliveries, 2, "the two taken messages came back redelivered");
-    assert_eq!(recorded("m-1").await, 2, "m-1: the first life's and the fresh publish's");
+    assert_eq!(
+        redeliveries, 2,
+        "the two taken messages came back redelivered"
+    );
+    assert_eq!(
+        recorded("m-1").await,
+        2,
+        "m-1: the first life's and the fresh publish's"
+    );
     assert_eq!(recorded("m-2").await, 1, "m-2: its own rejection");
     let wire = fixture
         .broker
         .drain(&rejected_wire, |d| d.len() >= 4, Duration::from_secs(20))
         .await;
-    assert_eq!(wire.len(), 4, "every delivery went to the rejected exchange");
+    assert_eq!(
+        wire.len(),
+        4,
+        "every delivery went to the rejected exchange"
+    );
 }

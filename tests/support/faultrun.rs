@@ -71,6 +71,8 @@ pub struct Deployment {
     capture_alerts: String,
     pub published: usize,
     started: Instant,
+    /// More queues of the run (a notifier's) to delete at [`Deployment::stop`].
+    pub queues: Vec<String>,
 }
 
 impl Deployment {
@@ -123,6 +125,7 @@ impl Deployment {
             capture_alerts,
             published: 0,
             started: Instant::now(),
+            queues: Vec::new(),
         }
     }
 
@@ -292,6 +295,25 @@ impl Deployment {
     pub async fn stop(mut self) {
         for i in 0..self.hubs.len() {
             self.kill_hub(i).await;
+        }
+        // The run's queues are durable: left behind, every run would add
+        // four to the broker.
+        if let Ok(connection) = amqp::connect(&self.settings.amqp).await {
+            if let Ok(channel) = connection.create_channel().await {
+                let a = &self.settings.amqp;
+                let named = [
+                    &a.queue,
+                    &a.rejected_queue,
+                    &self.capture_states,
+                    &self.capture_alerts,
+                ];
+                for queue in named.into_iter().chain(&self.queues) {
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), Default::default())
+                        .await;
+                }
+            }
+            dynzero_runtime::amqp::close_connection(&connection, "stopped").await;
         }
         self.pool.close().await;
         self.db.drop_database().await;
