@@ -139,14 +139,22 @@ async fn run_creates_a_missing_local_database_or_says_it_may_not() {
         .output()
         .await
         .expect("dynzero runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     let admin = sqlx::PgPool::connect(url.as_str())
         .await
         .expect("the database was created");
+    // A server without autovacuum (this machine's CI configuration has it
+    // off) is named at start; one with it is not.
+    let autovacuum: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(&admin)
+        .await
+        .expect("the setting");
+    assert_eq!(
+        stderr.contains("autovacuum off"),
+        autovacuum == "off",
+        "autovacuum {autovacuum}: {stderr}"
+    );
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('inbox', 'notifier_delivery')",
     )

@@ -60,7 +60,7 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
             mut consumer,
         } = session;
         info!(queue = %settings.queue, "consuming");
-        let max = usize::from(settings.prefetch);
+        let max = usize::from(settings.batch.min(settings.prefetch));
         loop {
             let (batch, broken) = match next_batch(&mut consumer, max, &mut shutdown).await {
                 Next::Batch { deliveries, broken } => (deliveries, broken),
@@ -156,6 +156,10 @@ async fn handle_batch(
                 return Handled::Acked;
             }
         };
+        // Rejections and hand-backs are settled one by one as they come; the
+        // rest is acked at the end with one `multiple` ack up to the highest
+        // of them (everything below it on the channel is settled by then).
+        let mut last_ackable: Option<&Delivery> = None;
         for (delivery, outcome) in batch.iter().zip(outcomes) {
             // On a connection that just died, an ack or a confirm can wait
             // forever: give up and reconnect; the broker redelivers, the inbox
@@ -166,7 +170,12 @@ async fn handle_batch(
             )
             .await
             {
-                Ok(Ok(())) => {}
+                Ok(Ok(Settled::Ackable)) => {
+                    if last_ackable.is_none_or(|last| last.delivery_tag < delivery.delivery_tag) {
+                        last_ackable = Some(delivery);
+                    }
+                }
+                Ok(Ok(Settled::Done)) => {}
                 Ok(Err(Unsettled::Broker(e))) => {
                     warn!(error = %e, "broker lost while settling a delivery");
                     return Handled::BrokerLost;
@@ -181,8 +190,35 @@ async fn handle_batch(
                 }
             }
         }
+        if let Some(last) = last_ackable {
+            match tokio::time::timeout(SETTLE_TIMEOUT, ack_up_to(last)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "broker lost while acking a batch");
+                    return Handled::BrokerLost;
+                }
+                Err(_) => {
+                    warn!(timeout = ?SETTLE_TIMEOUT, "acking a batch took too long; reconnecting");
+                    return Handled::BrokerLost;
+                }
+            }
+        }
         return Handled::Acked;
     }
+}
+
+/// What settling one delivery left to do.
+enum Settled {
+    /// Committed (applied or a duplicate): to be acked with the batch.
+    Ackable,
+    /// Rejected (and acked) or handed back already.
+    Done,
+}
+
+/// Ack `last` and every delivery before it on its channel not yet settled.
+async fn ack_up_to(last: &Delivery) -> Result<(), PublishError> {
+    last.acker.ack(BasicAckOptions { multiple: true }).await?;
+    Ok(())
 }
 
 /// Why a delivery was left unacknowledged: the broker redelivers it.
@@ -202,7 +238,7 @@ async fn settle(
     outcome: Fate,
     arrived: Instant,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), Unsettled> {
+) -> Result<Settled, Unsettled> {
     match outcome {
         Fate::Applied => {
             hub.metrics.processed();
@@ -210,14 +246,15 @@ async fn settle(
                 .map(|time| (hub.clock.now() - time).to_std().unwrap_or_default());
             hub.metrics
                 .applied_after(since_event_time, arrived.elapsed());
-            Ok(ack(delivery).await?)
+            Ok(Settled::Ackable)
         }
         Fate::Duplicate => {
             hub.metrics.duplicate();
-            Ok(ack(delivery).await?)
+            Ok(Settled::Ackable)
         }
         Fate::Rejected(rejection) => {
-            reject(hub, rejections, delivery, &rejection, shutdown).await
+            reject(hub, rejections, delivery, &rejection, shutdown).await?;
+            Ok(Settled::Done)
         }
         Fate::Failed(e) => {
             let attempts = amqp::delivery_count(&delivery.properties) + 1;
@@ -227,7 +264,8 @@ async fn settle(
                     Reason::Poison,
                     format!("processing failed {attempts} times; last error: {e:#}"),
                 );
-                reject(hub, rejections, delivery, &rejection, shutdown).await
+                reject(hub, rejections, delivery, &rejection, shutdown).await?;
+                Ok(Settled::Done)
             } else {
                 warn!(error = %e, attempts, "processing failed; the broker will redeliver");
                 delivery
@@ -238,7 +276,7 @@ async fn settle(
                     })
                     .await
                     .map_err(PublishError::from)?;
-                Ok(())
+                Ok(Settled::Done)
             }
         }
     }

@@ -50,9 +50,20 @@ impl Reconciler {
         // fast-growing database (a city backfill) has statistics from when it
         // was small, which made the planner scan whole fact tables for a few
         // dozen ids: cost per message grew with history (see BENCHMARKS.md).
+        // Merge and hash joins go for the same reason: with no statistics
+        // (a table never analyzed: autovacuum off, or not yet run) the
+        // planner takes each id to match hundreds of rows, and joined an
+        // array of 1,500 ids to `employment_fact` by a merge join over the
+        // table's whole index: 500 ms at 260,000 rows, growing with it,
+        // against 15 ms by nested loop on the index. JIT compilation, which
+        // those inflated estimates also triggered, is never worth it for
+        // statements of a few milliseconds.
         let options = database::options(&settings.database)?.options([
             ("plan_cache_mode", "force_custom_plan"),
             ("enable_seqscan", "off"),
+            ("enable_mergejoin", "off"),
+            ("enable_hashjoin", "off"),
+            ("jit", "off"),
         ]);
         let pool = database::pool(&settings.database, options);
         database::migrate(&MIGRATOR, &settings.database).await?;

@@ -85,7 +85,25 @@ async fn migrate_on(migrator: &Migrator, pool: &PgPool, url: &str) -> anyhow::Re
         }
     }
     info!(url = %redact(url), "database ready");
+    warn_if_never_vacuumed(pool).await;
     Ok(())
+}
+
+/// Without autovacuum no table is ever analyzed or vacuumed: the outbox's
+/// deleted rows and the households' old versions are never reclaimed, and
+/// the planner has no statistics. The hub stays correct, and its statements
+/// are planned not to need them, but the database only grows.
+async fn warn_if_never_vacuumed(pool: &PgPool) {
+    let autovacuum: Option<String> = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+        .fetch_one(pool)
+        .await
+        .ok();
+    if autovacuum.as_deref() == Some("off") {
+        warn!(
+            "PostgreSQL runs with autovacuum off: the outbox's deleted rows and old household \
+             versions are never reclaimed; turn it on (docs/operations.md, \"Migrate\")"
+        );
+    }
 }
 
 /// The one line that stops the start for a database error waiting cannot

@@ -29,6 +29,9 @@ pub struct AmqpSettings {
     pub rejected_queue: String,
     /// Unacknowledged deliveries in flight per consumer.
     pub prefetch: u16,
+    /// The most deliveries one batch takes; `prefetch` above it keeps the
+    /// next batch arriving while one commits.
+    pub batch: u16,
     /// Consumers in one process, each with its own channel and transaction:
     /// while one batch commits, the next is being applied.
     pub consumers: u16,
@@ -77,6 +80,7 @@ impl AmqpSettings {
             )?;
         }
         ensure(self.prefetch >= 1, "amqp.prefetch", "must be at least 1")?;
+        ensure(self.batch >= 1, "amqp.batch", "must be at least 1")?;
         ensure(self.consumers >= 1, "amqp.consumers", "must be at least 1")?;
         ensure(
             self.poison_after >= 1,
@@ -253,6 +257,7 @@ impl fmt::Debug for AmqpSettings {
             .field("urls", &urls)
             .field("queue", &self.queue)
             .field("prefetch", &self.prefetch)
+            .field("batch", &self.batch)
             .finish_non_exhaustive()
     }
 }
