@@ -597,3 +597,36 @@ async fn a_300_kb_type_or_source_is_rejected_with_its_reason_on_an_unbroken_conn
     hub.stop().await;
     fixture.db.drop_database().await;
 }
+
+/// The reconciler's connections plan for key lookups only, whatever the
+/// statistics (none, with autovacuum off): no sequential scans, merge or
+/// hash joins, JIT or parallel workers, and custom plans (BENCHMARKS.md,
+/// "The backfill, again": each of these made a batch's cost grow with the
+/// stored history).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconcilers_connections_plan_for_key_lookups_only() {
+    let db = fresh_database().await;
+    let settings = test_settings(db.url(), &amqp_url());
+    let clock = ManualClock::new(noon(scenario_today()));
+    let reconciler = Reconciler::build(settings, Arc::new(clock))
+        .await
+        .expect("building the reconciler");
+    let pool = &reconciler.hub().pool;
+    for (name, expected) in [
+        ("plan_cache_mode", "force_custom_plan"),
+        ("enable_seqscan", "off"),
+        ("enable_mergejoin", "off"),
+        ("enable_hashjoin", "off"),
+        ("jit", "off"),
+        ("max_parallel_workers_per_gather", "0"),
+    ] {
+        let value: String = sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(name)
+            .fetch_one(pool)
+            .await
+            .expect("a setting");
+        assert_eq!(value, expected, "{name}");
+    }
+    pool.close().await;
+    db.drop_database().await;
+}

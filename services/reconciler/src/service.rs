@@ -57,13 +57,16 @@ impl Reconciler {
         // table's whole index: 500 ms at 260,000 rows, growing with it,
         // against 15 ms by nested loop on the index. JIT compilation, which
         // those inflated estimates also triggered, is never worth it for
-        // statements of a few milliseconds.
+        // statements of a few milliseconds; nor are parallel workers, which
+        // the planner began to start for the members of a batch's
+        // households once `registration_member` passed 2 M rows.
         let options = database::options(&settings.database)?.options([
             ("plan_cache_mode", "force_custom_plan"),
             ("enable_seqscan", "off"),
             ("enable_mergejoin", "off"),
             ("enable_hashjoin", "off"),
             ("jit", "off"),
+            ("max_parallel_workers_per_gather", "0"),
         ]);
         let pool = database::pool(&settings.database, options);
         database::migrate(&MIGRATOR, &settings.database).await?;

@@ -61,7 +61,9 @@ pub async fn write(
         .collect();
     if !named.is_empty() {
         sqlx::query(
-            "UPDATE household_cause SET published = true WHERE household_id = ANY($1) AND NOT published",
+            // `IS DISTINCT FROM true`, not `NOT published`: see `load::unnamed_causes`.
+            "UPDATE household_cause SET published = true
+             WHERE household_id = ANY($1) AND published IS DISTINCT FROM true",
         )
         .bind(&named)
         .execute(&mut *tx)

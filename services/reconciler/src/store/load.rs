@@ -206,10 +206,17 @@ async fn published(tx: Tx<'_>, ids: &[&str]) -> sqlx::Result<BTreeMap<String, Pu
 }
 
 /// The events applied to each household that no version named yet.
+///
+/// Written `published IS DISTINCT FROM true` (the column is never null), so
+/// that the predicate does not match the partial index of the unpublished
+/// causes by arrival, which retention reads. With `NOT published` and no
+/// statistics the planner read that whole index and filtered it by
+/// household: 62 ms at 1.1 M stored facts and growing, against 2 ms by the
+/// primary key.
 async fn unnamed_causes(tx: Tx<'_>, ids: &[&str]) -> sqlx::Result<BTreeMap<String, Vec<Cause>>> {
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT household_id, cause, arrival FROM household_cause
-         WHERE household_id = ANY($1) AND NOT published",
+         WHERE household_id = ANY($1) AND published IS DISTINCT FROM true",
     )
     .bind(ids)
     .fetch_all(&mut *tx)
