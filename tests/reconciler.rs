@@ -105,13 +105,19 @@ async fn snapshot(hub: &Hub) -> Snapshot {
 }
 
 /// Apply bodies with `process_batch`, `size` at a time, on a fresh database.
-async fn apply_in_batches(batches: &[&[Vec<u8>]]) -> (TestDatabase, Arc<Hub>, Vec<String>) {
+/// A reconciler on a fresh database, its clock at noon of the scenario's day.
+async fn fresh_reconciler() -> (TestDatabase, Reconciler) {
     let db = fresh_database().await;
     let settings = test_settings(db.url(), &amqp_url());
     let clock = ManualClock::new(noon(scenario_today()));
     let reconciler = Reconciler::build(settings, Arc::new(clock))
         .await
         .expect("building the reconciler");
+    (db, reconciler)
+}
+
+async fn apply_in_batches(batches: &[&[Vec<u8>]]) -> (TestDatabase, Arc<Hub>, Vec<String>) {
+    let (db, reconciler) = fresh_reconciler().await;
     let hub = reconciler.hub().clone();
     let mut outcomes = Vec::new();
     for batch in batches {
@@ -605,12 +611,7 @@ async fn a_300_kb_type_or_source_is_rejected_with_its_reason_on_an_unbroken_conn
 /// stored history).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconcilers_connections_plan_for_key_lookups_only() {
-    let db = fresh_database().await;
-    let settings = test_settings(db.url(), &amqp_url());
-    let clock = ManualClock::new(noon(scenario_today()));
-    let reconciler = Reconciler::build(settings, Arc::new(clock))
-        .await
-        .expect("building the reconciler");
+    let (db, reconciler) = fresh_reconciler().await;
     let pool = &reconciler.hub().pool;
     for (name, expected) in [
         ("plan_cache_mode", "force_custom_plan"),
