@@ -10,7 +10,7 @@ use dynzero_domain::reconcile::HouseholdFacts;
 use dynzero_planner::{Cause, Loaded, Published};
 use serde_json::Value;
 use sqlx::Row;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// (household, person) for every person these households ever named.
 pub async fn members_of(tx: Tx<'_>, households: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
@@ -44,6 +44,10 @@ struct Facts {
     /// Household → every person it ever named.
     named: BTreeMap<String, BTreeSet<String>>,
     registrations: Vec<WithCause<Registration>>,
+    /// Household → its registrations, by index into `registrations`.
+    registrations_of: HashMap<String, Vec<usize>>,
+    /// Person → the households whose registrations name them.
+    registered_in: HashMap<String, BTreeSet<String>>,
     employment: BTreeMap<String, Vec<WithCause<EmploymentFact>>>,
     visits: BTreeMap<String, Vec<WithCause<Visit>>>,
     subsidies: BTreeMap<String, Vec<WithCause<SubsidyChange>>>,
@@ -74,8 +78,26 @@ pub async fn load(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result<Vec<
             .into_iter()
             .map(|(h, _)| h),
     );
+    let registrations = rows::registrations(tx, related.into_iter().collect()).await?;
+    let mut registrations_of: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut registered_in: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (i, (r, _)) in registrations.iter().enumerate() {
+        let household = r.household_id.as_str();
+        registrations_of
+            .entry(household.to_string())
+            .or_default()
+            .push(i);
+        for m in &r.members {
+            registered_in
+                .entry(m.id_number.to_string())
+                .or_default()
+                .insert(household.to_string());
+        }
+    }
     let facts = Facts {
-        registrations: rows::registrations(tx, related.into_iter().collect()).await?,
+        registrations,
+        registrations_of,
+        registered_in,
         employment: rows::employment(tx, &people).await?,
         visits: rows::visits(tx, &ids).await?,
         subsidies: rows::subsidies(tx, &people).await?,
@@ -106,26 +128,30 @@ fn assemble(all: &Facts, household_id: &HouseholdId) -> Loaded {
             arrival,
         })
     };
-    let related: BTreeSet<&HouseholdId> = all
-        .registrations
+    // Every registration of the household itself and of every household
+    // that ever named one of its people (by index, not by a scan of the
+    // batch's registrations per household), in the order loaded.
+    let mut related: BTreeSet<&str> = people
         .iter()
-        .filter(|(r, _)| {
-            r.household_id == *household_id
-                || r.members
-                    .iter()
-                    .any(|m| people.contains(m.id_number.as_str()))
-        })
-        .map(|(r, _)| &r.household_id)
+        .filter_map(|p| all.registered_in.get(p))
+        .flatten()
+        .map(String::as_str)
         .collect();
+    related.insert(household_id.as_str());
+    let mut indices: Vec<usize> = related
+        .iter()
+        .filter_map(|h| all.registrations_of.get(*h))
+        .flatten()
+        .copied()
+        .collect();
+    indices.sort_unstable();
     let mut registrations = Vec::new();
-    for (r, name) in &all.registrations {
-        if related.contains(&r.household_id) {
-            // Another household's registration is never a cause (§6a 7).
-            if r.household_id == *household_id {
-                cause(r.order.arrival, name);
-            }
-            registrations.push(r.clone());
+    for (r, name) in indices.into_iter().map(|i| &all.registrations[i]) {
+        // Another household's registration is never a cause (§6a 7).
+        if r.household_id == *household_id {
+            cause(r.order.arrival, name);
         }
+        registrations.push(r.clone());
     }
     let mut employment = Vec::new();
     let mut subsidy_changes = Vec::new();
