@@ -35,54 +35,25 @@ fn is_posting(m: &Inbound) -> bool {
     matches!(m.fact, InboundFact::Posting(_))
 }
 
-/// Message bodies checked and parsed, ready to be applied: each valid one
-/// with its span (which ends with the batch), each invalid one with its
-/// rejection. Parsing needs no database, so the consumer parses the next
-/// batch while the last one's transaction runs.
-pub struct ParsedBatch {
-    parsed: Vec<Result<Inbound, Rejection>>,
-    span: Span,
-    _messages: Vec<Span>,
-}
-
 impl Hub {
     /// Check, store and apply several message bodies in one transaction, in
-    /// order; one fate per body: [`Hub::parse_batch`], then
-    /// [`Hub::apply_parsed`].
+    /// order; one fate per body. The batch is first applied as a whole; if
+    /// that fails, it is applied again with each message under its own
+    /// savepoint. Households are folded once per batch; job postings, which
+    /// read the households' states, are applied after that fold, wherever
+    /// they are in the batch.
     pub async fn process_batch(&self, bodies: &[&[u8]]) -> Result<Vec<Fate>, ProcessError> {
-        let batch = self.parse_batch(bodies);
-        self.apply_parsed(&batch).await
-    }
-
-    /// Check and parse message bodies against the contract, starting each
-    /// valid message's span (docs/operations.md, "Tracing").
-    pub fn parse_batch(&self, bodies: &[&[u8]]) -> ParsedBatch {
         let today = self.clock.today();
         let mut parsed: Vec<Result<Inbound, Rejection>> = bodies
             .iter()
             .map(|body| inbound::parse(body, self.settings.rules.max_body_bytes, today))
             .collect();
         let messages = self.continue_traces(&mut parsed);
-        let span = tracing::info_span!("process batch", messages = bodies.len());
+        let batch = tracing::info_span!("process batch", messages = bodies.len());
         for message in &messages {
-            span.follows_from(message);
+            batch.follows_from(message);
         }
-        ParsedBatch {
-            parsed,
-            span,
-            _messages: messages,
-        }
-    }
-
-    /// Store and apply a parsed batch in one transaction, in order; one fate
-    /// per body. The batch is first applied as a whole; if that fails, it is
-    /// applied again with each message under its own savepoint. Households
-    /// are folded once per batch; job postings, which read the households'
-    /// states, are applied after that fold, wherever they are in the batch.
-    pub async fn apply_parsed(&self, batch: &ParsedBatch) -> Result<Vec<Fate>, ProcessError> {
-        self.process_parsed(&batch.parsed)
-            .instrument(batch.span.clone())
-            .await
+        self.process_parsed(&parsed).instrument(batch).await
     }
 
     async fn process_parsed(

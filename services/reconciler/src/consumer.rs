@@ -3,12 +3,11 @@
 //! confirmed on `dynzero.rejected`).
 
 use crate::amqp::{self, PublishError};
-use crate::batch::ParsedBatch;
 use crate::hub::{Fate, Hub, ProcessError};
 use crate::store;
 use chrono::{DateTime, Utc};
 use dynzero_contracts::rejection::{Reason, Rejection};
-use dynzero_runtime::amqp::{Next, Session, arrived, consume, next_batch, open_or_wait};
+use dynzero_runtime::amqp::{Next, Session, consume, next_batch, open_or_wait};
 use dynzero_runtime::backoff::{self, Reconnect};
 use dynzero_runtime::fault::{self, Fault};
 use lapin::message::Delivery;
@@ -62,63 +61,33 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
         } = session;
         info!(queue = %settings.queue, "consuming");
         let max = usize::from(settings.batch.min(settings.prefetch));
-        // The next batch, taken and parsed while the last one was applied.
-        let mut ready: Option<Taken> = None;
         loop {
-            // A batch taken early is left unacknowledged: the broker redelivers it.
-            if *shutdown.borrow() {
-                close(&connection, &channel).await;
-                return;
+            let (batch, broken) = match next_batch(&mut consumer, max, &mut shutdown).await {
+                Next::Batch { deliveries, broken } => (deliveries, broken),
+                Next::Stopped => {
+                    close(&connection, &channel).await;
+                    return;
+                }
+                Next::Lost => break,
+            };
+            let arrived = Instant::now();
+            hub.metrics.batch(batch.len());
+            for delivery in &batch {
+                if delivery.redelivered || amqp::delivery_count(&delivery.properties) > 0 {
+                    hub.metrics.redelivered();
+                }
             }
-            let taken = match ready.take() {
-                Some(taken) => taken,
-                None => match next_batch(&mut consumer, max, &mut shutdown).await {
-                    Next::Batch { deliveries, broken } => take(&hub, deliveries, broken).await,
-                    Next::Stopped => {
-                        close(&connection, &channel).await;
-                        return;
-                    }
-                    Next::Lost => break,
-                },
-            };
-            // Apply this batch; meanwhile take what has already arrived of
-            // the next one and parse it (on another worker: parsing is the
-            // hub's own work, the transaction mostly the database's). Acks
-            // stay in delivery order: the next batch is applied after this
-            // one is settled.
-            let handling = handle_batch(
-                &hub,
-                &rejections,
-                &taken.deliveries,
-                taken.parsed.as_ref(),
-                taken.arrived,
-                &mut shutdown,
-            );
-            // (the next batch, if any has arrived; whether the stream ended)
-            let taking = async {
-                if taken.broken {
-                    return (None, true);
-                }
-                let (deliveries, broken) = arrived(&mut consumer, max);
-                if deliveries.is_empty() {
-                    return (None, broken);
-                }
-                (Some(take(&hub, deliveries, broken).await), false)
-            };
-            let (handled, (next, ended)) = tokio::join!(handling, taking);
-            match handled {
+            match handle_batch(&hub, &rejections, &batch, arrived, &mut shutdown).await {
                 Handled::Acked => processed.notify_one(),
-                // What was taken on the lost channel comes again.
                 Handled::BrokerLost => break,
                 Handled::Abandoned => {
                     close(&connection, &channel).await;
                     return;
                 }
             }
-            if ended {
+            if broken {
                 break;
             }
-            ready = next;
         }
         amqp::close_connection(&connection, "reconnecting").await;
     }
@@ -132,54 +101,10 @@ async fn close(connection: &Connection, channel: &Channel) {
     info!("consumer stopped");
 }
 
-/// Deliveries taken from the consumer, and their bodies parsed.
-struct Taken {
-    deliveries: Vec<Delivery>,
-    /// The consumer's stream ended after these: reconnect once they are settled.
-    broken: bool,
-    /// `None` when parsing panicked: the batch is then parsed again one
-    /// message at a time, so that only the culprit suffers.
-    parsed: Option<Arc<ParsedBatch>>,
-    arrived: Instant,
-}
-
-/// Count the batch in the metrics and parse its bodies on a worker of its own.
-async fn take(hub: &Arc<Hub>, deliveries: Vec<Delivery>, broken: bool) -> Taken {
-    let arrived = Instant::now();
-    hub.metrics.batch(deliveries.len());
-    for delivery in &deliveries {
-        if delivery.redelivered || amqp::delivery_count(&delivery.properties) > 0 {
-            hub.metrics.redelivered();
-        }
-    }
-    let parsed = parse(hub, &deliveries).await;
-    Taken {
-        deliveries,
-        broken,
-        parsed,
-        arrived,
-    }
-}
-
-/// The bodies parsed on a worker of their own; `None` if parsing panicked.
-async fn parse(hub: &Arc<Hub>, deliveries: &[Delivery]) -> Option<Arc<ParsedBatch>> {
-    let hub = hub.clone();
-    let bodies: Vec<Vec<u8>> = deliveries.iter().map(|d| d.data.clone()).collect();
-    tokio::spawn(async move {
-        let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
-        Arc::new(hub.parse_batch(&refs))
-    })
-    .await
-    .ok()
-}
-
-/// Apply a batch (`parsed`: its bodies; `None` when parsing panicked) and
-/// settle each delivery.
 async fn handle_batch(
     hub: &Arc<Hub>,
     rejections: &Channel,
     batch: &[Delivery],
-    parsed: Option<&Arc<ParsedBatch>>,
     arrived: Instant,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Handled {
@@ -187,15 +112,14 @@ async fn handle_batch(
     loop {
         // A panic in processing is a defect like any other: caught, and the
         // batch retried one message at a time so only the culprit suffers.
-        let outcome = match parsed {
-            Some(parsed) => {
-                let hub = hub.clone();
-                let parsed = parsed.clone();
-                tokio::spawn(async move { hub.apply_parsed(&parsed).await })
-                    .await
-                    .map_err(|panic| format!("processing panicked: {panic}"))
-            }
-            None => Err("parsing panicked".to_string()),
+        let outcome = {
+            let hub = hub.clone();
+            let bodies: Vec<Vec<u8>> = batch.iter().map(|d| d.data.clone()).collect();
+            tokio::spawn(async move {
+                let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+                hub.process_batch(&refs).await
+            })
+            .await
         };
         let outcomes = match outcome {
             Ok(Ok(outcomes)) => outcomes,
@@ -209,16 +133,17 @@ async fn handle_batch(
                 continue;
             }
             Ok(Err(ProcessError::Failed(e))) if batch.len() == 1 => vec![Fate::Failed(e)],
-            Err(panic) if batch.len() == 1 => vec![Fate::Failed(anyhow::anyhow!(panic))],
+            Err(panic) if batch.len() == 1 => {
+                vec![Fate::Failed(anyhow::anyhow!(
+                    "processing panicked: {panic}"
+                ))]
+            }
             Ok(Err(ProcessError::Failed(_))) | Err(_) => {
                 for delivery in batch {
-                    let one = std::slice::from_ref(delivery);
-                    let parsed = parse(hub, one).await;
                     match Box::pin(handle_batch(
                         hub,
                         rejections,
-                        one,
-                        parsed.as_ref(),
+                        std::slice::from_ref(delivery),
                         arrived,
                         shutdown,
                     ))

@@ -257,23 +257,17 @@ pub async fn next_batch(
             return Next::Lost;
         }
     };
-    let (more, broken) = arrived(consumer, max.saturating_sub(1));
     let mut deliveries = vec![first];
-    deliveries.extend(more);
-    Next::Batch { deliveries, broken }
-}
-
-/// The deliveries that have already arrived, up to `max`, without waiting;
-/// and whether the consumer's stream ended (`true`: reconnect once they are
-/// settled).
-pub fn arrived(consumer: &mut Consumer, max: usize) -> (Vec<Delivery>, bool) {
-    let mut deliveries = Vec::new();
+    let mut broken = false;
     while deliveries.len() < max {
         match consumer.next().now_or_never() {
             Some(Some(Ok(delivery))) => deliveries.push(delivery),
-            Some(Some(Err(_)) | None) => return (deliveries, true),
+            Some(Some(Err(_)) | None) => {
+                broken = true;
+                break;
+            }
             None => break,
         }
     }
-    (deliveries, false)
+    Next::Batch { deliveries, broken }
 }
