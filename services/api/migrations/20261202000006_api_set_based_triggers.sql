@@ -104,3 +104,7 @@ DROP FUNCTION api_spell_event();
 CREATE TRIGGER api_spell_event AFTER INSERT ON household_version
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION api_spell_events();
+
+-- The per-row helpers of the old triggers; nothing calls them now.
+DROP FUNCTION api_spell_event_row(household_version, household_version);
+DROP FUNCTION api_household_counts(household);
