@@ -253,6 +253,101 @@ async fn a_layoff_naming_thousands_is_applied_under_region_locks() {
     db.drop_database().await;
 }
 
+/// A message that changes nothing of a household leaves its row untouched
+/// (the same row version, `xmin`) and its cause waiting, unnamed; the next
+/// version names that cause, and only then is it marked named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fold_that_publishes_nothing_leaves_the_row_and_names_nothing() {
+    let (db, reconciler) = fresh_reconciler().await;
+    let hub = reconciler.hub().clone();
+    let person = dynzero_simulator::id_number(
+        "210302",
+        chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap(),
+        true,
+        11,
+    );
+    let body = |v: Value| v.to_string().into_bytes();
+    let apply = |bodies: Vec<Vec<u8>>| {
+        let hub = hub.clone();
+        async move {
+            let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+            let fates = hub.process_batch(&refs).await.expect("no transient error");
+            assert!(fates.iter().all(|f| matches!(f, Fate::Applied)));
+        }
+    };
+    let row = || async {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT xmin::text, version FROM household WHERE household_id = 'H-SAME'",
+        )
+        .fetch_one(&hub.pool)
+        .await
+        .expect("the household's row")
+    };
+    let causes = || async {
+        sqlx::query_as::<_, (String, bool)>(
+            "SELECT cause, published FROM household_cause WHERE household_id = 'H-SAME' ORDER BY cause",
+        )
+        .fetch_all(&hub.pool)
+        .await
+        .expect("causes")
+    };
+    let registered = registration("H-SAME", &person, "王伟");
+    apply(vec![body(event(
+        "same-1",
+        "household.registered",
+        registered.clone(),
+    ))])
+    .await;
+    let first = row().await;
+    assert_eq!(first.1, 1);
+    assert_eq!(
+        causes().await,
+        [("test/rejections same-1".to_string(), true)]
+    );
+
+    // The same snapshot again, under another id: the same state.
+    apply(vec![body(event(
+        "same-2",
+        "household.registered",
+        registered,
+    ))])
+    .await;
+    assert_eq!(row().await, first, "the row is not written again");
+    assert_eq!(
+        causes().await,
+        [
+            ("test/rejections same-1".to_string(), true),
+            ("test/rejections same-2".to_string(), false),
+        ],
+        "the second snapshot waits to be named"
+    );
+
+    let started = event(
+        "same-3",
+        "employment.started",
+        json!({"id_number": person, "name": "王伟",
+               "employer": {"uscc": dynzero_simulator::uscc("210302", 1), "name": "鞍山钢铁机械厂"},
+               "start_date": "2026-02-01", "contract_months": null, "monthly_wage": 4200,
+               "social_insurance": true, "kind": "formal"}),
+    );
+    apply(vec![body(started)]).await;
+    assert_eq!(row().await.1, 2);
+    assert!(
+        causes().await.iter().all(|(_, published)| *published),
+        "the new version names both: {:?}",
+        causes().await
+    );
+    let caused_by: Vec<i64> = sqlx::query_scalar(
+        "SELECT unnest(cause_arrivals) FROM household_version WHERE household_id = 'H-SAME' AND version = 2",
+    )
+    .fetch_all(&hub.pool)
+    .await
+    .expect("version 2's causes");
+    assert_eq!(caused_by.len(), 2, "same-2 and same-3");
+    hub.pool.close().await;
+    db.drop_database().await;
+}
+
 fn event(id: &str, event_type: &str, data: Value) -> Value {
     json!({
         "specversion": "1.0", "id": id, "source": "test/rejections", "type": event_type,

@@ -6,7 +6,7 @@ use crate::store::Tx;
 use crate::store::facts::FactRows;
 use crate::store::households::{self, Causes};
 use crate::store::inbox::{self, InboxOutcome};
-use crate::store::load::{households_naming, members_of};
+use crate::store::load::{around, households_naming, members_of};
 use crate::store::locks::{lock_households, lock_people};
 use crate::store::outbox::Outputs;
 use crate::store::rows;
@@ -106,20 +106,22 @@ impl Naming {
 pub async fn lock_upfront(tx: Tx<'_>, batch: &[Inbound]) -> sqlx::Result<Naming> {
     let mut people: BTreeSet<&str> = BTreeSet::new();
     let mut registered: Vec<&str> = Vec::new();
-    let mut households: BTreeSet<String> = BTreeSet::new();
+    // The households the messages name themselves, which may have no row yet.
+    let mut new: BTreeSet<&str> = BTreeSet::new();
     for inbound in batch {
         people.extend(people_in(&inbound.fact));
         match &inbound.fact {
             InboundFact::Registration(r) => {
                 registered.push(r.household_id.as_str());
-                households.insert(r.household_id.to_string());
+                new.insert(r.household_id.as_str());
             }
             InboundFact::Visit { visit, .. } => {
-                households.insert(visit.household_id.to_string());
+                new.insert(visit.household_id.as_str());
             }
             _ => {}
         }
     }
+    let mut households: BTreeSet<String> = new.iter().map(|h| h.to_string()).collect();
     let members = members_of(tx, &registered).await?;
     let mut everyone: BTreeSet<&str> = people.clone();
     everyone.extend(members.iter().map(|(_, p)| p.as_str()));
@@ -128,39 +130,38 @@ pub async fn lock_upfront(tx: Tx<'_>, batch: &[Inbound]) -> sqlx::Result<Naming>
     let named = households_naming(tx, &everyone).await?;
     households.extend(named.iter().map(|(h, _)| h.clone()));
     let households: Vec<String> = households.into_iter().collect();
-    lock_households(tx, &households).await?;
+    let new: Vec<&str> = new.into_iter().collect();
+    lock_households(tx, &households, &new).await?;
 
     // Read again now that the locks are held: a registration that committed
-    // in between is seen.
+    // in between is seen. One statement: the registered households' members,
+    // and every household naming one of them or of the messages' people.
     let mut naming = Naming {
         locked: households.into_iter().collect(),
         ..Naming::default()
     };
-    for (h, p) in members_of(tx, &registered).await? {
-        naming.add(&h, &p);
-    }
-    let mut everyone: BTreeSet<&str> = people;
-    everyone.extend(naming.people_of.values().flatten().map(String::as_str));
-    let everyone: Vec<&str> = everyone.into_iter().collect();
-    for (h, p) in households_naming(tx, &everyone).await? {
-        naming.add(&h, &p);
+    let people: Vec<&str> = people.into_iter().collect();
+    let around = around(tx, &registered, &people).await?;
+    for (h, p) in around.members.iter().chain(&around.naming) {
+        naming.add(h, p);
     }
     Ok(naming)
 }
 
 impl Hub {
     /// Store several messages' facts (one statement per table) and raise
-    /// what the messages themselves raise; one result per message.
+    /// what the messages themselves raise; one result per message. Who each
+    /// bears on goes to `causes`, written when those households are folded.
     pub async fn apply(
         &self,
         tx: Tx<'_>,
         messages: &mut [Inbound],
         naming: &mut Naming,
+        causes: &mut Causes,
         outputs: &mut Outputs,
     ) -> Result<Vec<Applied>, ProcessError> {
         let inbox = inbox::record(tx, messages).await?;
         let mut rows = FactRows::default();
-        let mut causes = Causes::default();
         let mut applied = Vec::with_capacity(messages.len());
         let mut arrivals: HashSet<i64> = HashSet::new();
         let mut new: Vec<usize> = Vec::new();
@@ -207,10 +208,10 @@ impl Hub {
             .into_iter()
             .collect();
         if !unlocked.is_empty() {
-            lock_households(tx, &unlocked).await?;
+            // Named by a registration, so their rows exist.
+            lock_households(tx, &unlocked, &[]).await?;
             naming.locked.extend(unlocked);
         }
-        causes.write(tx).await?;
 
         let stored = || new.iter().map(|&i| &messages[i]);
         let notices: Vec<(&LayoffNotice, Option<&TraceContext>)> = stored()

@@ -5,6 +5,7 @@
 use crate::apply::{Applied, Naming, lock_upfront};
 use crate::hub::{Fate, Hub, ProcessError};
 use crate::store::Tx;
+use crate::store::households::Causes;
 use crate::store::outbox::Outputs;
 use dynzero_contracts::inbound::{self, Inbound, InboundFact};
 use dynzero_contracts::rejection::{Reason, Rejection};
@@ -26,6 +27,8 @@ enum Mode {
 /// What a transaction gathers while its messages are applied.
 struct Work {
     naming: Naming,
+    /// The households the messages bear on, written with the fold.
+    causes: Causes,
     outputs: Outputs,
     /// Households whose facts changed, folded at the end (or before the first posting).
     pending: BTreeSet<String>,
@@ -133,6 +136,7 @@ impl Hub {
         let mut tx = self.pool.begin().await?;
         let mut work = Work {
             naming: lock_upfront(&mut tx, &messages).await?,
+            causes: Causes::default(),
             outputs: Outputs::default(),
             pending: BTreeSet::new(),
         };
@@ -143,13 +147,14 @@ impl Hub {
                 // A posting reads the households' states: bring them up to date first.
                 folded = true;
                 let households = std::mem::take(&mut work.pending);
-                self.reconcile_households(&mut tx, &households, now, &mut work.outputs)
+                let causes = std::mem::take(&mut work.causes);
+                self.reconcile_households(&mut tx, &households, causes, now, &mut work.outputs)
                     .await?;
             }
             let run = &mut messages[range];
             fates.extend(self.apply_run(&mut tx, run, mode, &mut work).await?);
         }
-        self.reconcile_households(&mut tx, &work.pending, now, &mut work.outputs)
+        self.reconcile_households(&mut tx, &work.pending, work.causes, now, &mut work.outputs)
             .await?;
         work.outputs.write(&mut tx, now).await?;
         tx.commit().await?;
@@ -166,16 +171,28 @@ impl Hub {
     ) -> Result<Vec<Fate>, ProcessError> {
         let applied: Vec<Result<Applied, anyhow::Error>> = match mode {
             Mode::Together => self
-                .apply(tx, run, &mut work.naming, &mut work.outputs)
+                .apply(
+                    tx,
+                    run,
+                    &mut work.naming,
+                    &mut work.causes,
+                    &mut work.outputs,
+                )
                 .await?
                 .into_iter()
                 .map(Ok)
                 .collect(),
             Mode::OneByOne => {
-                let before = (work.naming.clone(), work.outputs.mark());
+                let before = (work.naming.clone(), work.causes.mark(), work.outputs.mark());
                 let mut savepoint = sqlx::Acquire::begin(&mut *tx).await?;
                 match self
-                    .apply(&mut savepoint, run, &mut work.naming, &mut work.outputs)
+                    .apply(
+                        &mut savepoint,
+                        run,
+                        &mut work.naming,
+                        &mut work.causes,
+                        &mut work.outputs,
+                    )
                     .await
                 {
                     Ok(applied) => {
@@ -186,7 +203,8 @@ impl Hub {
                     Err(ProcessError::Failed(e)) => {
                         savepoint.rollback().await?;
                         work.naming = before.0;
-                        work.outputs.roll_back_to(before.1);
+                        work.causes.roll_back_to(before.1);
+                        work.outputs.roll_back_to(before.2);
                         vec![Err(e)]
                     }
                 }

@@ -4,9 +4,9 @@
 
 use crate::hub::{Hub, ProcessError};
 use crate::store::Tx;
-use crate::store::households::{self, Publishing};
+use crate::store::households::{self, Causes, Publishing};
 use crate::store::inbox;
-use crate::store::load;
+use crate::store::load::{self, Loads};
 use crate::store::outbox::Outputs;
 use chrono::{DateTime, Utc};
 use dynzero_contracts::outbound;
@@ -19,11 +19,14 @@ use std::collections::{BTreeSet, HashMap};
 impl Hub {
     /// Plan (locked) households as of today, loading their facts together;
     /// publish a version of each that changed, and raise what the plans
-    /// raise. A handful of statements, however many households.
+    /// raise. `causes`: what this transaction applied to them, written here
+    /// with whether a version names it. A handful of statements, however
+    /// many households.
     pub async fn reconcile_households(
         &self,
         tx: Tx<'_>,
         households: &BTreeSet<String>,
+        causes: Causes,
         now: DateTime<Utc>,
         outputs: &mut Outputs,
     ) -> Result<(), ProcessError> {
@@ -34,16 +37,17 @@ impl Hub {
             .iter()
             .map(|h| HouseholdId::parse(h).map_err(|e| anyhow::anyhow!("stored household id: {e}")))
             .collect::<Result<_, _>>()?;
-        let loaded = load::load(tx, &ids).await?;
+        let pending = causes.by_household();
+        let Loads { loaded, rows } = load::load(tx, &ids, &pending).await?;
         let today = self.clock.today();
         let plans: Vec<Plan> = loaded.iter().map(|l| plan(l, today, &self.rules)).collect();
-        let causes: Vec<i64> = plans
+        let named: Vec<i64> = plans
             .iter()
             .filter_map(|p| p.current.as_ref()?.caused_by.as_ref())
             .flatten()
             .map(|c| c.arrival)
             .collect();
-        let traces = inbox::onward_traces(tx, &causes).await?;
+        let traces = inbox::onward_traces(tx, &named).await?;
         let data = render(&plans, &traces, outputs, now);
         let published: Vec<Publishing<'_>> = plans
             .iter()
@@ -56,7 +60,7 @@ impl Hub {
                 })
             })
             .collect();
-        households::write(tx, &plans, &published, now).await?;
+        households::write(tx, &plans, &published, &rows, causes, now).await?;
         Ok(())
     }
 
@@ -71,7 +75,7 @@ impl Hub {
             .into_iter()
             .collect();
         let mut outputs = Outputs::default();
-        self.reconcile_households(&mut tx, &due, now, &mut outputs)
+        self.reconcile_households(&mut tx, &due, Causes::default(), now, &mut outputs)
             .await?;
         outputs.write(&mut tx, now).await?;
         tx.commit().await?;

@@ -3,14 +3,18 @@
 
 use super::Tx;
 use super::bulk::Bulk;
+use super::load::Stored;
 use chrono::{DateTime, NaiveDate, Utc};
 use dynzero_contracts::outbound;
 use dynzero_domain::reconcile::HouseholdState;
-use dynzero_planner::{Current, Plan};
+use dynzero_planner::{Cause, Current, Plan};
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 
-/// The inbound events applied to households and not yet named by one of
-/// their versions.
+/// The inbound events a transaction applied to households, kept until the
+/// households are folded and then written once, each already marked
+/// `published` when its household's version names it (a version names every
+/// cause not named before: [`dynzero_planner`]'s `caused_by`).
 #[derive(Default)]
 pub struct Causes {
     household_id: Vec<String>,
@@ -25,12 +29,42 @@ impl Causes {
         self.arrival.push(arrival);
     }
 
-    /// One statement; a cause already recorded for a household is kept.
-    pub async fn write(&self, tx: Tx<'_>) -> sqlx::Result<()> {
+    /// Where to come back to if the work after this is rolled back.
+    pub fn mark(&self) -> usize {
+        self.household_id.len()
+    }
+
+    pub fn roll_back_to(&mut self, mark: usize) {
+        self.household_id.truncate(mark);
+        self.cause.truncate(mark);
+        self.arrival.truncate(mark);
+    }
+
+    /// Each household's causes, in the order applied.
+    pub fn by_household(&self) -> HashMap<&str, Vec<Cause>> {
+        let mut by: HashMap<&str, Vec<Cause>> = HashMap::new();
+        for ((h, name), &arrival) in self.household_id.iter().zip(&self.cause).zip(&self.arrival) {
+            by.entry(h.as_str()).or_default().push(Cause {
+                name: name.clone(),
+                arrival,
+            });
+        }
+        by
+    }
+
+    /// One statement: every cause, `published` when its household is one of
+    /// `published`; a cause already recorded for a household is kept.
+    async fn write(self, tx: Tx<'_>, published: &HashSet<&str>) -> sqlx::Result<()> {
+        let flags: Vec<bool> = self
+            .household_id
+            .iter()
+            .map(|h| published.contains(h.as_str()))
+            .collect();
         Bulk::insert("household_cause", self.household_id.len())
             .column("household_id", "text", &self.household_id)
             .column("cause", "text", &self.cause)
             .column("arrival", "bigint", &self.arrival)
+            .column("published", "boolean", &flags)
             .execute(tx, "ON CONFLICT DO NOTHING")
             .await
     }
@@ -43,44 +77,78 @@ pub struct Publishing<'a> {
     pub data: &'a Value,
 }
 
-/// Write what the plans decided of the households' rows: the published
-/// state, spell, last visit and review date of those that exist, the review
-/// date of those that do not yet; the history of every version published; and
-/// the causes those versions named. A handful of statements for the batch.
+/// Write what the plans decided of the households' rows (`rows`: what they
+/// say now): the published state, spell, last visit and review date of those
+/// that exist, the review date of those that do not yet, each only if it
+/// changed; the history of every version published; the transaction's own
+/// causes, named by a version or not; and, named now, the causes earlier
+/// transactions left unnamed. A handful of statements for the batch.
 pub async fn write(
     tx: Tx<'_>,
     plans: &[Plan],
     published: &[Publishing<'_>],
+    rows: &HashMap<String, Stored>,
+    causes: Causes,
     now: DateTime<Utc>,
 ) -> sqlx::Result<()> {
-    update_rows(tx, plans).await?;
-    insert_history(tx, published, now).await?;
-    let named: Vec<&str> = published
+    let named: HashSet<&str> = published
         .iter()
         .map(|p| p.current.state.household_id.as_str())
         .collect();
-    if !named.is_empty() {
+    let changed: Vec<&Plan> = plans
+        .iter()
+        .filter(|p| {
+            named.contains(p.household_id.as_str())
+                || !rows
+                    .get(p.household_id.as_str())
+                    .is_some_and(|stored| leaves_as_is(p, stored))
+        })
+        .collect();
+    update_rows(tx, &changed, &named).await?;
+    insert_history(tx, published, now).await?;
+    causes.write(tx, &named).await?;
+    let named_earlier: Vec<&str> = named
+        .iter()
+        .filter(|h| rows.get(**h).is_some_and(|r| r.unnamed))
+        .copied()
+        .collect();
+    if !named_earlier.is_empty() {
         sqlx::query(
             // `IS DISTINCT FROM true`, not `NOT published`: see `load::unnamed_causes`.
             "UPDATE household_cause SET published = true
              WHERE household_id = ANY($1) AND published IS DISTINCT FROM true",
         )
-        .bind(&named)
+        .bind(&named_earlier)
         .execute(&mut *tx)
         .await?;
     }
     Ok(())
 }
 
-async fn update_rows(tx: Tx<'_>, plans: &[Plan]) -> sqlx::Result<()> {
+/// Whether a plan that publishes no version leaves the household's row as
+/// it is: the same review date and, for a household that exists, the same
+/// last visit and spell (its version, state and content are the ones there).
+fn leaves_as_is(plan: &Plan, stored: &Stored) -> bool {
+    plan.next_review == stored.next_review
+        && plan
+            .current
+            .as_ref()
+            .is_none_or(|c| c.last_visit == stored.last_visit && c.spell == stored.spell)
+}
+
+async fn update_rows(tx: Tx<'_>, plans: &[&Plan], publishing: &HashSet<&str>) -> sqlx::Result<()> {
     if plans.is_empty() {
         return Ok(());
     }
+    // The content (the state's `data` without `version` and `caused_by`) is
+    // rendered and written only with a new version: an unchanged household
+    // keeps its document.
     let contents: Vec<Option<Value>> = plans
         .iter()
         .map(|p| {
             p.current
                 .as_ref()
+                .filter(|_| publishing.contains(p.household_id.as_str()))
                 .map(|c| outbound::state_data(&c.state, 0, &[]))
         })
         .collect();

@@ -3,6 +3,7 @@
 
 use super::Tx;
 use super::rows::{self, WithCause};
+use chrono::NaiveDate;
 use dynzero_contracts::outbound;
 use dynzero_domain::facts::{EmploymentFact, LayoffNotice, Registration, SubsidyChange, Visit};
 use dynzero_domain::ids::{HouseholdId, IdNumber};
@@ -38,6 +39,53 @@ pub async fn households_naming(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<Vec<
     .await
 }
 
+/// Who names whom around some households, in one statement: `members`,
+/// (household, person) for every person these households ever named; and
+/// `naming`, (household, person) for every household that ever named one of
+/// `people` or of those members.
+pub struct Around {
+    pub members: Vec<(String, String)>,
+    pub naming: Vec<(String, String)>,
+}
+
+pub async fn around(tx: Tx<'_>, households: &[&str], people: &[&str]) -> sqlx::Result<Around> {
+    let mut around = Around {
+        members: Vec::new(),
+        naming: Vec::new(),
+    };
+    if households.is_empty() && people.is_empty() {
+        return Ok(around);
+    }
+    let rows: Vec<(bool, String, String)> = sqlx::query_as(
+        // The lateral lookup reads the person index once per person, however
+        // large the table and whatever its statistics say.
+        "WITH members AS MATERIALIZED (
+             SELECT DISTINCT household_id, id_number FROM registration_member WHERE household_id = ANY($1)
+         ), people AS (
+             SELECT unnest($2::text[]) AS id_number UNION SELECT id_number FROM members
+         )
+         SELECT true, household_id, id_number FROM members
+         UNION ALL
+         SELECT false, n.household_id, n.id_number
+         FROM people CROSS JOIN LATERAL (
+             SELECT DISTINCT r.household_id, r.id_number FROM registration_member r
+             WHERE r.id_number = people.id_number
+         ) AS n",
+    )
+    .bind(households)
+    .bind(people)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (member, household, person) in rows {
+        if member {
+            around.members.push((household, person));
+        } else {
+            around.naming.push((household, person));
+        }
+    }
+    Ok(around)
+}
+
 /// Every stored fact that can bear on one of the households, grouped for
 /// [`assemble`].
 struct Facts {
@@ -54,11 +102,35 @@ struct Facts {
     notices: Vec<LayoffNotice>,
 }
 
-/// Everything [`dynzero_planner::plan`] asks for, for several (locked) households.
-pub async fn load(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result<Vec<Loaded>> {
+/// What a household's row says now, beside its published state: what a
+/// plan that publishes nothing may leave as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub next_review: Option<NaiveDate>,
+    pub last_visit: Option<NaiveDate>,
+    pub spell: Option<i64>,
+    /// Causes of earlier transactions that no version named yet.
+    pub unnamed: bool,
+}
+
+/// What [`load`] read: the planner's input per household, and each one's row.
+pub struct Loads {
+    pub loaded: Vec<Loaded>,
+    pub rows: HashMap<String, Stored>,
+}
+
+/// Everything [`dynzero_planner::plan`] asks for, for several (locked)
+/// households; `pending`: causes this transaction applied to them and has not
+/// written yet, which count among the unnamed.
+pub async fn load(
+    tx: Tx<'_>,
+    households: &[HouseholdId],
+    pending: &HashMap<&str, Vec<Cause>>,
+) -> anyhow::Result<Loads> {
     let ids: Vec<&str> = households.iter().map(HouseholdId::as_str).collect();
+    let around = around(tx, &ids, &[]).await?;
     let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (household, person) in members_of(tx, &ids).await? {
+    for (household, person) in around.members {
         named.entry(household).or_default().insert(person);
     }
     let people: Vec<String> = named
@@ -71,13 +143,7 @@ pub async fn load(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result<Vec<
     // The households' own registrations, and those of every household that
     // ever named one of their people (moves in and out).
     let mut related: BTreeSet<String> = ids.iter().map(|h| h.to_string()).collect();
-    let people_refs: Vec<&str> = people.iter().map(String::as_str).collect();
-    related.extend(
-        households_naming(tx, &people_refs)
-            .await?
-            .into_iter()
-            .map(|(h, _)| h),
-    );
+    related.extend(around.naming.into_iter().map(|(h, _)| h));
     let registrations = rows::registrations(tx, related.into_iter().collect()).await?;
     let mut registrations_of: HashMap<String, Vec<usize>> = HashMap::new();
     let mut registered_in: HashMap<String, BTreeSet<String>> = HashMap::new();
@@ -104,17 +170,24 @@ pub async fn load(tx: Tx<'_>, households: &[HouseholdId]) -> anyhow::Result<Vec<
         notices: rows::planned_notices_listing(tx, &people).await?,
         named,
     };
-    let mut published = published(tx, &ids).await?;
+    let (mut published, mut rows) = published(tx, &ids).await?;
     let mut unnamed = unnamed_causes(tx, &ids).await?;
-    Ok(households
+    for (household, row) in &mut rows {
+        row.unnamed = unnamed.contains_key(household);
+    }
+    let loaded = households
         .iter()
         .map(|h| {
             let mut loaded = assemble(&facts, h);
             loaded.published = published.remove(h.as_str()).unwrap_or_default();
             loaded.unnamed = unnamed.remove(h.as_str()).unwrap_or_default();
             loaded
+                .unnamed
+                .extend(pending.get(h.as_str()).into_iter().flatten().cloned());
+            loaded
         })
-        .collect())
+        .collect();
+    Ok(Loads { loaded, rows })
 }
 
 /// One household's share of the facts, and the events they came from.
@@ -207,28 +280,45 @@ fn notices_bearing_on(notices: &[LayoffNotice], people: &BTreeSet<String>) -> Ve
         .collect()
 }
 
-/// What was last published of each household, from its row.
-async fn published(tx: Tx<'_>, ids: &[&str]) -> sqlx::Result<BTreeMap<String, Published>> {
+/// What was last published of each household, and the rest of its row.
+async fn published(
+    tx: Tx<'_>,
+    ids: &[&str],
+) -> sqlx::Result<(BTreeMap<String, Published>, HashMap<String, Stored>)> {
     let rows = sqlx::query(
-        "SELECT household_id, version, content, spell_version FROM household WHERE household_id = ANY($1)",
+        "SELECT household_id, version, content, spell_version, next_review, last_visit
+         FROM household WHERE household_id = ANY($1)",
     )
     .bind(ids)
     .fetch_all(&mut *tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let content: Option<Value> = row.get("content");
-            let published = Published {
+    let mut published = BTreeMap::new();
+    let mut stored = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let household: String = row.get("household_id");
+        let content: Option<Value> = row.get("content");
+        let spell: Option<i64> = row.get("spell_version");
+        published.insert(
+            household.clone(),
+            Published {
                 version: row.get("version"),
                 // Unreadable content (an older rendering) compares unequal:
                 // the household is published afresh.
                 state: content.as_ref().and_then(outbound::state_from_data),
-                spell: row.get("spell_version"),
-            };
-            (row.get("household_id"), published)
-        })
-        .collect())
+                spell,
+            },
+        );
+        stored.insert(
+            household,
+            Stored {
+                next_review: row.get("next_review"),
+                last_visit: row.get("last_visit"),
+                spell,
+                unnamed: false,
+            },
+        );
+    }
+    Ok((published, stored))
 }
 
 /// The events applied to each household that no version named yet.
