@@ -161,12 +161,12 @@ pub async fn latency(
         stream.len(),
     )
     .await?;
-    let pace = Pace::per_second(rate);
+    let mut pace = Pace::per_second(rate);
     let mut sent = Vec::with_capacity(stream.len());
     for (i, m) in stream.iter().enumerate() {
         pace.until(i).await;
         sent.push(Instant::now());
-        amqp::publish_confirmed(
+        pace.publish(
             &throwaway.channel,
             "",
             &throwaway.queue,
@@ -175,6 +175,7 @@ pub async fn latency(
         )
         .await?;
     }
+    pace.finish().await?;
     let arrived = tokio::time::timeout(Duration::from_secs(30), consumed).await???;
     let mut latencies: Vec<Duration> = arrived
         .into_iter()

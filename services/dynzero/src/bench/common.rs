@@ -5,8 +5,8 @@
 use anyhow::Context;
 use dynzero_reconciler::metrics::Metrics;
 use dynzero_reconciler::settings::{AmqpSettings, Settings};
-use lapin::BasicProperties;
 use lapin::types::ShortString;
+use lapin::{BasicProperties, Channel, PublisherConfirm};
 use sqlx::{Connection, PgConnection};
 use std::future::Future;
 use std::pin::Pin;
@@ -115,6 +115,12 @@ pub fn props() -> BasicProperties {
 pub struct Pace {
     started: Instant,
     interval: Duration,
+    /// Confirms of what was published, awaited at the end: waiting for each
+    /// one before the next publish would hold the rate below the one asked
+    /// for whenever a confirm takes longer than the interval.
+    confirms: Vec<PublisherConfirm>,
+    /// When the last message was published.
+    last: Option<Instant>,
 }
 
 impl Pace {
@@ -122,12 +128,55 @@ impl Pace {
         Self {
             started: Instant::now(),
             interval: Duration::from_secs_f64(1.0 / f64::from(rate.max(1))),
+            confirms: Vec::new(),
+            last: None,
         }
     }
 
     /// Waits until message `i` is due.
     pub async fn until(&self, i: usize) {
         tokio::time::sleep_until((self.started + self.interval * i as u32).into()).await;
+    }
+
+    /// Publish one message now, its confirm awaited by [`Pace::finish`].
+    pub async fn publish(
+        &mut self,
+        channel: &Channel,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> anyhow::Result<()> {
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                Default::default(),
+                body,
+                properties,
+            )
+            .await?;
+        self.confirms.push(confirm);
+        self.last = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Every confirm, and the rate the messages were published at (the
+    /// first was due at the start).
+    pub async fn finish(self) -> anyhow::Result<f64> {
+        let published = self.confirms.len();
+        for confirm in self.confirms {
+            anyhow::ensure!(!confirm.await?.is_nack(), "the broker refused a message");
+        }
+        let took = self
+            .last
+            .map_or(Duration::ZERO, |last| last - self.started)
+            .as_secs_f64();
+        Ok(if took > 0.0 {
+            (published.max(1) - 1) as f64 / took
+        } else {
+            0.0
+        })
     }
 }
 

@@ -4,7 +4,6 @@
 
 use super::broker;
 use super::common::{Pace, ms, percentile, props};
-use dynzero_reconciler::amqp;
 use dynzero_reconciler::settings::AmqpSettings;
 use dynzero_simulator::Message;
 use futures_util::StreamExt;
@@ -84,10 +83,11 @@ pub async fn at_steady_rates(
     arrivals: &mut Arrivals,
 ) -> anyhow::Result<()> {
     for (rate, stream) in runs {
-        let latencies = paced(channel, &amqp.inbound_exchange, stream, rate, arrivals).await?;
+        let (latencies, achieved) =
+            paced(channel, &amqp.inbound_exchange, stream, rate, arrivals).await?;
         let broker = broker::latency(amqp, prefix, stream, rate).await?;
         println!(
-            "latency at {rate} msg/s, publish -> household state ({} samples): p50 {} p99 {} max {} | broker alone: p50 {} p99 {}",
+            "latency at {rate} msg/s (published at {achieved:.0} msg/s), publish -> household state ({} samples): p50 {} p99 {} max {} | broker alone: p50 {} p99 {}",
             latencies.len(),
             ms(percentile(&latencies, 0.5)),
             ms(percentile(&latencies, 0.99)),
@@ -100,14 +100,15 @@ pub async fn at_steady_rates(
 }
 
 /// Publish `stream` at `rate` and time each message until a household state
-/// naming it (in `caused_by`) arrives. Sorted.
+/// naming it (in `caused_by`) arrives: the latencies, sorted, and the rate
+/// the stream was published at.
 async fn paced(
     channel: &Channel,
     exchange: &str,
     stream: &[Message],
     rate: u32,
     arrivals: &mut Arrivals,
-) -> anyhow::Result<Vec<Duration>> {
+) -> anyhow::Result<(Vec<Duration>, f64)> {
     while arrivals.try_recv().is_ok() {}
     let mut sent: HashMap<String, Instant> = HashMap::new();
     let mut latencies = Vec::new();
@@ -118,7 +119,7 @@ async fn paced(
             }
         }
     };
-    let pace = Pace::per_second(rate);
+    let mut pace = Pace::per_second(rate);
     for (i, m) in stream.iter().enumerate() {
         let body: Value = serde_json::from_slice(&m.body)?;
         let cause = format!(
@@ -128,11 +129,13 @@ async fn paced(
         );
         pace.until(i).await;
         sent.insert(cause, Instant::now());
-        amqp::publish_confirmed(channel, exchange, &m.routing_key, &m.body, props()).await?;
+        pace.publish(channel, exchange, &m.routing_key, &m.body, props())
+            .await?;
         while let Ok((at, causes)) = arrivals.try_recv() {
             record(at, causes, &mut sent);
         }
     }
+    let achieved = pace.finish().await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline && !sent.is_empty() {
         match tokio::time::timeout(Duration::from_millis(500), arrivals.recv()).await {
@@ -141,5 +144,5 @@ async fn paced(
         }
     }
     latencies.sort();
-    Ok(latencies)
+    Ok((latencies, achieved))
 }
