@@ -57,20 +57,15 @@ pub async fn around(tx: Tx<'_>, households: &[&str], people: &[&str]) -> sqlx::R
         return Ok(around);
     }
     let rows: Vec<(bool, String, String)> = sqlx::query_as(
-        // The lateral lookup reads the person index once per person, however
-        // large the table and whatever its statistics say.
+        // The people are looked up with one scan of the person index by the
+        // array of them (an init plan), however large the table.
         "WITH members AS MATERIALIZED (
              SELECT DISTINCT household_id, id_number FROM registration_member WHERE household_id = ANY($1)
-         ), people AS (
-             SELECT unnest($2::text[]) AS id_number UNION SELECT id_number FROM members
          )
          SELECT true, household_id, id_number FROM members
          UNION ALL
-         SELECT false, n.household_id, n.id_number
-         FROM people CROSS JOIN LATERAL (
-             SELECT DISTINCT r.household_id, r.id_number FROM registration_member r
-             WHERE r.id_number = people.id_number
-         ) AS n",
+         SELECT DISTINCT false, household_id, id_number FROM registration_member
+         WHERE id_number = ANY(ARRAY(SELECT id_number FROM members) || $2::text[])",
     )
     .bind(households)
     .bind(people)
@@ -160,21 +155,22 @@ pub async fn load(
                 .insert(household.to_string());
         }
     }
+    let Households {
+        mut published,
+        stored,
+        mut unnamed,
+        visits,
+    } = households_now(tx, &ids).await?;
     let facts = Facts {
         registrations,
         registrations_of,
         registered_in,
         employment: rows::employment(tx, &people).await?,
-        visits: rows::visits(tx, &ids).await?,
+        visits,
         subsidies: rows::subsidies(tx, &people).await?,
         notices: rows::planned_notices_listing(tx, &people).await?,
         named,
     };
-    let (mut published, mut rows) = published(tx, &ids).await?;
-    let mut unnamed = unnamed_causes(tx, &ids).await?;
-    for (household, row) in &mut rows {
-        row.unnamed = unnamed.contains_key(household);
-    }
     let loaded = households
         .iter()
         .map(|h| {
@@ -187,7 +183,10 @@ pub async fn load(
             loaded
         })
         .collect();
-    Ok(Loads { loaded, rows })
+    Ok(Loads {
+        loaded,
+        rows: stored,
+    })
 }
 
 /// One household's share of the facts, and the events they came from.
@@ -280,25 +279,73 @@ fn notices_bearing_on(notices: &[LayoffNotice], people: &BTreeSet<String>) -> Ve
         .collect()
 }
 
-/// What was last published of each household, and the rest of its row.
-async fn published(
-    tx: Tx<'_>,
-    ids: &[&str],
-) -> sqlx::Result<(BTreeMap<String, Published>, HashMap<String, Stored>)> {
+/// What [`households_now`] read of each household.
+struct Households {
+    /// What was last published.
+    published: BTreeMap<String, Published>,
+    /// The rest of its row.
+    stored: HashMap<String, Stored>,
+    /// The events applied to it that no version named yet.
+    unnamed: BTreeMap<String, Vec<Cause>>,
+    /// Its own visits.
+    visits: BTreeMap<String, Vec<WithCause<Visit>>>,
+}
+
+/// Each household's row, the causes no version named yet and its visits:
+/// one statement, the causes and visits as arrays beside the row.
+///
+/// The causes are read `published IS DISTINCT FROM true` (the column is
+/// never null), so that the predicate does not match the partial index of
+/// the unpublished causes by arrival, which retention reads. With `NOT
+/// published` and no statistics the planner read that whole index and
+/// filtered it by household: 62 ms at 1.1 M stored facts and growing,
+/// against 2 ms by the primary key.
+async fn households_now(tx: Tx<'_>, ids: &[&str]) -> anyhow::Result<Households> {
     let rows = sqlx::query(
-        "SELECT household_id, version, content, spell_version, next_review, last_visit
-         FROM household WHERE household_id = ANY($1)",
+        "SELECT h.household_id, h.version, h.content, h.spell_version, h.next_review, h.last_visit,
+                c.causes, c.arrivals, v.arrivals AS visit_arrivals, v.dates AS visit_dates,
+                v.times AS visit_times, v.causes AS visit_causes
+         FROM household h
+         CROSS JOIN LATERAL (
+             SELECT array_agg(cause) AS causes, array_agg(arrival) AS arrivals FROM household_cause c
+             WHERE c.household_id = h.household_id AND c.published IS DISTINCT FROM true
+         ) AS c
+         CROSS JOIN LATERAL (
+             SELECT array_agg(arrival) AS arrivals, array_agg(visit_date) AS dates,
+                    array_agg(time) AS times, array_agg(cause) AS causes
+             FROM visit WHERE visit.household_id = h.household_id
+         ) AS v
+         WHERE h.household_id = ANY($1)",
     )
     .bind(ids)
     .fetch_all(&mut *tx)
     .await?;
-    let mut published = BTreeMap::new();
-    let mut stored = HashMap::with_capacity(rows.len());
+    let mut read = Households {
+        published: BTreeMap::new(),
+        stored: HashMap::with_capacity(rows.len()),
+        unnamed: BTreeMap::new(),
+        visits: BTreeMap::new(),
+    };
     for row in rows {
         let household: String = row.get("household_id");
         let content: Option<Value> = row.get("content");
         let spell: Option<i64> = row.get("spell_version");
-        published.insert(
+        let causes: Vec<String> = row.get::<Option<_>, _>("causes").unwrap_or_default();
+        let arrivals: Vec<i64> = row.get::<Option<_>, _>("arrivals").unwrap_or_default();
+        let unnamed: Vec<Cause> = causes
+            .into_iter()
+            .zip(arrivals)
+            .map(|(name, arrival)| Cause { name, arrival })
+            .collect();
+        let visits = rows::visits_of(
+            &household,
+            row.get::<Option<_>, _>("visit_arrivals")
+                .unwrap_or_default(),
+            row.get::<Option<_>, _>("visit_dates").unwrap_or_default(),
+            row.get::<Option<_>, _>("visit_times").unwrap_or_default(),
+            row.get::<Option<_>, _>("visit_causes").unwrap_or_default(),
+        )?;
+        read.published.insert(
             household.clone(),
             Published {
                 version: row.get("version"),
@@ -308,41 +355,21 @@ async fn published(
                 spell,
             },
         );
-        stored.insert(
-            household,
+        read.stored.insert(
+            household.clone(),
             Stored {
                 next_review: row.get("next_review"),
                 last_visit: row.get("last_visit"),
                 spell,
-                unnamed: false,
+                unnamed: !unnamed.is_empty(),
             },
         );
+        if !unnamed.is_empty() {
+            read.unnamed.insert(household.clone(), unnamed);
+        }
+        if !visits.is_empty() {
+            read.visits.insert(household, visits);
+        }
     }
-    Ok((published, stored))
-}
-
-/// The events applied to each household that no version named yet.
-///
-/// Written `published IS DISTINCT FROM true` (the column is never null), so
-/// that the predicate does not match the partial index of the unpublished
-/// causes by arrival, which retention reads. With `NOT published` and no
-/// statistics the planner read that whole index and filtered it by
-/// household: 62 ms at 1.1 M stored facts and growing, against 2 ms by the
-/// primary key.
-async fn unnamed_causes(tx: Tx<'_>, ids: &[&str]) -> sqlx::Result<BTreeMap<String, Vec<Cause>>> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT household_id, cause, arrival FROM household_cause
-         WHERE household_id = ANY($1) AND published IS DISTINCT FROM true",
-    )
-    .bind(ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut unnamed: BTreeMap<String, Vec<Cause>> = BTreeMap::new();
-    for (household, name, arrival) in rows {
-        unnamed
-            .entry(household)
-            .or_default()
-            .push(Cause { name, arrival });
-    }
-    Ok(unnamed)
+    Ok(read)
 }

@@ -53,16 +53,18 @@ pub async fn lock_people(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<()> {
         .await?;
         return Ok(());
     }
+    // One statement: the region locks are all taken (the aggregate reads
+    // every one before it yields its row) before the lateral subquery, which
+    // depends on that row, takes the person locks.
     sqlx::query(
-        "SELECT count(pg_advisory_xact_lock_shared($1, r)) FROM (SELECT unnest($2::int[]) AS r) AS s",
+        "SELECT people.n FROM
+             (SELECT count(pg_advisory_xact_lock_shared($1, r)) AS n FROM unnest($2::int[]) AS r) AS regions
+         CROSS JOIN LATERAL
+             (SELECT count(pg_advisory_xact_lock($3, p)) AS n FROM unnest($4::int[]) AS p
+              WHERE regions.n IS NOT NULL) AS people",
     )
     .bind(REGION_LOCK_SPACE)
     .bind(regions)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "SELECT count(pg_advisory_xact_lock($1, p)) FROM (SELECT unnest($2::int[]) AS p) AS s",
-    )
     .bind(PERSON_LOCK_SPACE)
     .bind(keys.into_iter().collect::<Vec<i32>>())
     .execute(&mut *tx)

@@ -18,50 +18,70 @@ use std::collections::{BTreeMap, HashSet};
 pub type WithCause<T> = (T, String);
 
 /// These households' registrations (`related`: the households themselves and
-/// every household that ever named one of their people), with their members.
+/// every household that ever named one of their people), with their members:
+/// one statement, each registration's members as arrays in position order.
 pub async fn registrations(
     tx: Tx<'_>,
     related: Vec<String>,
 ) -> anyhow::Result<Vec<WithCause<Registration>>> {
-    let reg_rows = sqlx::query(
-        "SELECT arrival, household_id, division_code, effective_date, time, address, cause FROM registration
-         WHERE household_id = ANY($1)",
+    let rows = sqlx::query(
+        "SELECT r.arrival, r.household_id, r.division_code, r.effective_date, r.time, r.address, r.cause,
+                m.ids, m.names, m.relations, m.able, m.seeking, m.statuses
+         FROM registration r
+         CROSS JOIN LATERAL (
+             SELECT array_agg(id_number ORDER BY position) AS ids, array_agg(name ORDER BY position) AS names,
+                    array_agg(relation ORDER BY position) AS relations,
+                    array_agg(able_to_work ORDER BY position) AS able,
+                    array_agg(seeking_work ORDER BY position) AS seeking,
+                    array_agg(status ORDER BY position) AS statuses
+             FROM registration_member m WHERE m.arrival = r.arrival
+         ) AS m
+         WHERE r.household_id = ANY($1)",
     )
     .bind(related)
     .fetch_all(&mut *tx)
     .await?;
-    let arrivals: Vec<i64> = reg_rows.iter().map(|r| r.get("arrival")).collect();
-    let member_rows = sqlx::query(
-        "SELECT arrival, id_number, name, relation, able_to_work, seeking_work, status
-         FROM UNNEST($1::bigint[]) AS a(arrival) JOIN registration_member USING (arrival)
-         ORDER BY arrival, position",
-    )
-    .bind(&arrivals)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut members: BTreeMap<i64, Vec<RegisteredMember>> = BTreeMap::new();
-    for row in member_rows {
-        members
-            .entry(row.get("arrival"))
-            .or_default()
-            .push(RegisteredMember {
-                id_number: stored_id(row.get("id_number"))?,
-                name: row.get("name"),
-                relation: stored_word(words::relation::parse, row.get("relation"))?,
-                able_to_work: row.get("able_to_work"),
-                seeking_work: row.get("seeking_work"),
-                status: stored_word(words::member_status::parse, row.get("status"))?,
-            });
-    }
-    let mut registrations: Vec<WithCause<Registration>> = Vec::with_capacity(reg_rows.len());
-    for row in reg_rows {
+    let mut registrations: Vec<WithCause<Registration>> = Vec::with_capacity(rows.len());
+    for row in rows {
         let arrival: i64 = row.get("arrival");
+        // A registration without members (`members: []`) has no arrays.
+        let column = |name: &str| -> Vec<String> {
+            row.get::<Option<Vec<String>>, _>(name).unwrap_or_default()
+        };
+        let flags =
+            |name: &str| -> Vec<bool> { row.get::<Option<Vec<bool>>, _>(name).unwrap_or_default() };
+        let (ids, names, relations, statuses) = (
+            column("ids"),
+            column("names"),
+            column("relations"),
+            column("statuses"),
+        );
+        let (able, seeking) = (flags("able"), flags("seeking"));
+        let mut members = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let missing =
+                || anyhow::anyhow!("stored member {i} of arrival {arrival} is incomplete");
+            members.push(RegisteredMember {
+                id_number: stored_id(id)?,
+                name: names.get(i).ok_or_else(missing)?.clone(),
+                relation: stored_word(
+                    words::relation::parse,
+                    relations.get(i).ok_or_else(missing)?,
+                )?,
+                able_to_work: *able.get(i).ok_or_else(missing)?,
+                seeking_work: *seeking.get(i).ok_or_else(missing)?,
+                status: stored_word(
+                    words::member_status::parse,
+                    statuses.get(i).ok_or_else(missing)?,
+                )?,
+            });
+        }
         registrations.push((
             Registration {
                 household_id: stored_key(row.get("household_id"))?,
                 division_code: stored_division(row.get("division_code"))?,
                 address: row.get("address"),
-                members: members.remove(&arrival).unwrap_or_default(),
+                members,
                 order: Order {
                     date: row.get("effective_date"),
                     time: row.get("time"),
@@ -158,35 +178,37 @@ fn employment_event(row: &PgRow, cause: &str) -> anyhow::Result<EmploymentEvent>
     Ok(event)
 }
 
-/// These households' own visits, by household.
-pub async fn visits(
-    tx: Tx<'_>,
-    households: &[&str],
-) -> anyhow::Result<BTreeMap<String, Vec<WithCause<Visit>>>> {
-    let rows = sqlx::query(
-        "SELECT arrival, household_id, visit_date, time, cause FROM visit WHERE household_id = ANY($1)",
-    )
-    .bind(households)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut visits: BTreeMap<String, Vec<WithCause<Visit>>> = BTreeMap::new();
-    for row in rows {
-        let household: String = row.get("household_id");
-        let visit = Visit {
-            household_id: stored_key(&household)?,
-            order: Order {
-                date: row.get("visit_date"),
-                time: row.get("time"),
-                arrival: row.get("arrival"),
-            },
-        };
-        visits
-            .entry(household)
-            .or_default()
-            .push((visit, row.get("cause")));
-    }
-
-    Ok(visits)
+/// One household's own visits, from the arrays its row was read with
+/// (`load`): arrival, visit date, time and cause, one element per visit.
+pub fn visits_of(
+    household: &str,
+    arrivals: Vec<i64>,
+    dates: Vec<NaiveDate>,
+    times: Vec<DateTime<Utc>>,
+    causes: Vec<String>,
+) -> anyhow::Result<Vec<WithCause<Visit>>> {
+    anyhow::ensure!(
+        arrivals.len() == dates.len() && dates.len() == times.len() && times.len() == causes.len(),
+        "the stored visits of {household} are incomplete"
+    );
+    let household_id: dynzero_domain::ids::HouseholdId = stored_key(household)?;
+    Ok(arrivals
+        .into_iter()
+        .zip(dates)
+        .zip(times)
+        .zip(causes)
+        .map(|(((arrival, date), time), cause)| {
+            let visit = Visit {
+                household_id: household_id.clone(),
+                order: Order {
+                    date,
+                    time,
+                    arrival,
+                },
+            };
+            (visit, cause)
+        })
+        .collect())
 }
 
 /// Every 低保 change of a case these people applied for, by applicant.
