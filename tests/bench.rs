@@ -56,6 +56,12 @@ async fn the_benchmark_runs_every_phase_on_a_small_city() {
     assert!(figure(&text, "latency at 200 msg/s (published at ") > 0.0);
     assert!(figure(&text, "msg/s), publish -> household state (") >= 50.0);
     assert!(text.contains("broker alone: p50"));
+    // At the asked rate, at half and at four fifths of the sustained rate.
+    assert_eq!(
+        text.matches("), publish -> household state (").count(),
+        3,
+        "three latency runs:\n{text}"
+    );
     assert!(
         figure(
             &text,

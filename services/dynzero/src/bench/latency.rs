@@ -79,7 +79,7 @@ pub async fn at_steady_rates(
     channel: &Channel,
     amqp: &AmqpSettings,
     prefix: &str,
-    runs: [(u32, &[Message]); 2],
+    runs: [(u32, &[Message]); 3],
     arrivals: &mut Arrivals,
 ) -> anyhow::Result<()> {
     for (rate, stream) in runs {

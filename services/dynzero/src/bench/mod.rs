@@ -64,9 +64,11 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     let throughput = throughput(&settings, &channel, &metrics, &streams.mixed, limit).await?;
     while arrivals.try_recv().is_ok() {}
     let half = (throughput / 2.0).round().max(1.0) as u32;
+    let four_fifths = (throughput * 0.8).round().max(1.0) as u32;
     let runs = [
         (args.rate, streams.latency.as_slice()),
         (half, streams.latency_half.as_slice()),
+        (four_fifths, streams.latency_four_fifths.as_slice()),
     ];
     latency::at_steady_rates(&channel, &settings.amqp, &prefix, runs, &mut arrivals).await?;
     running.stop().await?;
@@ -86,12 +88,14 @@ pub async fn run(mut settings: Settings, args: BenchArgs) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The messages of a run: a mixed stream for throughput, and two more
-/// (other seeds, other ids) for latency at two rates.
+/// The messages of a run: a mixed stream for throughput, and three more
+/// (other seeds, other ids) for latency at three rates: the one asked, half
+/// and four fifths of the measured sustained rate.
 struct Streams {
     mixed: Vec<Message>,
     latency: Vec<Message>,
     latency_half: Vec<Message>,
+    latency_four_fifths: Vec<Message>,
 }
 
 impl Streams {
@@ -112,6 +116,7 @@ impl Streams {
             mixed,
             latency: stream(43, "L"),
             latency_half: stream(44, "M"),
+            latency_four_fifths: stream(45, "N"),
         }
     }
 }
