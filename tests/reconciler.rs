@@ -5,6 +5,7 @@ use dynzero_reconciler::amqp::header_text;
 use dynzero_reconciler::clock::ManualClock;
 use dynzero_reconciler::hub::{Fate, Hub};
 use dynzero_reconciler::service::Reconciler;
+use dynzero_reconciler::store::locks;
 use dynzero_tests::eventually;
 use dynzero_tests::hub::{
     Fixture, content, expected_states, noon, scenario, scenario_today, test_settings,
@@ -751,7 +752,192 @@ async fn the_reconcilers_connections_plan_for_key_lookups_only() {
     );
     assert!(plan.contains("Index"), "a key lookup:\n{plan}");
     assert!(!plan.contains("Seq Scan"), "no sequential scan:\n{plan}");
+    // The fold's one statement reads every table by key too.
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN {}",
+        dynzero_reconciler::store::load::statement()
+    )))
+    .bind(vec!["H-1", "H-2"])
+    .fetch_all(&mut *connection)
+    .await
+    .expect("explain the fold's statement");
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Seq Scan"), "no sequential scan:\n{plan}");
+    assert!(
+        plan.contains("registration_member"),
+        "the whole statement:\n{plan}"
+    );
     drop(connection);
     pool.close().await;
     db.drop_database().await;
+}
+
+/// The hub and the database compute the same person lock key: the hub for
+/// the people its messages name, the database (`dynzero_person_key`) for the
+/// earlier members of the households a batch registers. If they differed,
+/// two batches about one person would not exclude each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn person_keys_agree_between_the_hub_and_the_database() {
+    let db = fresh_database().await;
+    let settings = test_settings(db.url(), &amqp_url());
+    let clock = ManualClock::new(noon(scenario_today()));
+    let reconciler = Reconciler::build(settings, Arc::new(clock))
+        .await
+        .expect("building the reconciler");
+    let pool = reconciler.hub().pool.clone();
+    let mut ids: Vec<String> = (0..500u32)
+        .map(|i| {
+            let born = chrono::NaiveDate::from_ymd_opt(1950, 1, 1).unwrap()
+                + chrono::Days::new(i as u64 * 37);
+            dynzero_simulator::id_number("210302", born, i % 2 == 0, i)
+        })
+        .collect();
+    ids.extend(["", "x", "王伟", "21030219800301001X"].map(String::from));
+    let in_database: Vec<i32> =
+        sqlx::query_scalar("SELECT dynzero_person_key(id) FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) ORDER BY n")
+            .bind(&ids)
+            .fetch_all(&pool)
+            .await
+            .expect("keys from the database");
+    let in_hub: Vec<i32> = ids.iter().map(|id| locks::person_key(id)).collect();
+    assert_eq!(in_database, in_hub);
+    assert!(in_hub.iter().all(|&k| k >= 0), "31-bit keys");
+    pool.close().await;
+    db.drop_database().await;
+}
+
+/// One round trip takes a batch's locks: the people its messages name, the
+/// members a registration drops (which only the database knows), and the
+/// households naming them; until the transaction ends, another cannot take
+/// any of them. What it returns is who names whom, read under those locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_locks_its_people_the_members_a_registration_drops_and_their_households() {
+    let (db, reconciler) = fresh_reconciler().await;
+    let hub = reconciler.hub().clone();
+    let born = chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap();
+    let kept = dynzero_simulator::id_number("210302", born, true, 21);
+    let dropped = dynzero_simulator::id_number("210302", born, false, 22);
+    let mut both = registration("H-LOCKS", &kept, "王伟");
+    both["members"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "id_number": dropped, "name": "李娜", "relation": "spouse" }));
+    let body = event("locks-1", "household.registered", both)
+        .to_string()
+        .into_bytes();
+    let fates = hub
+        .process_batch(&[&body])
+        .await
+        .expect("no transient error");
+    assert!(matches!(fates[..], [Fate::Applied]));
+
+    let mut tx = hub.pool.begin().await.expect("a transaction");
+    let locked = locks::lock_batch(&mut tx, &[kept.as_str()], &["H-LOCKS"], &["H-LOCKS"])
+        .await
+        .expect("locking");
+    assert_eq!(locked.households, ["H-LOCKS"]);
+    let mut members = locked.members.clone();
+    members.sort();
+    let mut expected = vec![
+        ("H-LOCKS".to_string(), kept.clone()),
+        ("H-LOCKS".to_string(), dropped.clone()),
+    ];
+    expected.sort();
+    assert_eq!(members, expected);
+
+    let mut other = hub.pool.acquire().await.expect("another connection");
+    for person in [&kept, &dropped] {
+        let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(25723, $1)")
+            .bind(locks::person_key(person))
+            .fetch_one(&mut *other)
+            .await
+            .expect("trying a person lock");
+        assert!(!free, "{person} is locked by the batch");
+    }
+    let row =
+        sqlx::query("SELECT 1 FROM household WHERE household_id = 'H-LOCKS' FOR UPDATE NOWAIT")
+            .execute(&mut *other)
+            .await;
+    assert!(row.is_err(), "the household's row is locked by the batch");
+
+    tx.rollback().await.expect("rolling back");
+    for person in [&kept, &dropped] {
+        let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(25723, $1)")
+            .bind(locks::person_key(person))
+            .fetch_one(&mut *other)
+            .await
+            .expect("trying a person lock");
+        assert!(free, "{person} is free once the batch ends");
+    }
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut *other)
+        .await
+        .expect("letting go");
+    drop(other);
+    hub.pool.close().await;
+    db.drop_database().await;
+}
+
+/// Of two hubs, one relay publishes and the other waits; when the one
+/// publishing stops, the other takes over and publishes what comes next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_publishes_and_another_takes_over_when_it_stops() {
+    let fixture = Fixture::new().await;
+    let first = fixture.start().await;
+    let second = fixture.start().await;
+    let leading = || {
+        (
+            first.hub.metrics.relay_leading_now(),
+            second.hub.metrics.relay_leading_now(),
+        )
+    };
+    let first_leads = eventually(
+        Duration::from_secs(30),
+        "one relay leads and the other waits",
+        || async {
+            match leading() {
+                (Some(true), Some(false)) => Some(true),
+                (Some(false), Some(true)) => Some(false),
+                _ => None,
+            }
+        },
+    )
+    .await;
+    let (leader, waiting) = if first_leads {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    leader.stop().await;
+    eventually(
+        Duration::from_secs(30),
+        "the waiting relay takes over",
+        || async { (waiting.hub.metrics.relay_leading_now() == Some(true)).then_some(()) },
+    )
+    .await;
+
+    let person = dynzero_simulator::id_number(
+        "210302",
+        chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap(),
+        true,
+        31,
+    );
+    let body = event(
+        "relay-1",
+        "household.registered",
+        registration("H-RELAY", &person, "王伟"),
+    )
+    .to_string()
+    .into_bytes();
+    fixture
+        .publish(&[("household.registered".to_string(), body)])
+        .await;
+    let mut seen = BTreeMap::new();
+    fixture
+        .latest_states(&mut seen, Duration::from_secs(60), |seen| {
+            seen.contains_key("H-RELAY")
+        })
+        .await;
+    waiting.stop().await;
+    fixture.db.drop_database().await;
 }

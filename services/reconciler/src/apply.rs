@@ -6,8 +6,7 @@ use crate::store::Tx;
 use crate::store::facts::FactRows;
 use crate::store::households::{self, Causes};
 use crate::store::inbox::{self, InboxOutcome};
-use crate::store::load::{around, households_naming, members_of};
-use crate::store::locks::{lock_households, lock_people};
+use crate::store::locks::{lock_batch, lock_households};
 use crate::store::outbox::Outputs;
 use crate::store::rows;
 use dynzero_contracts::inbound::{Inbound, InboundFact};
@@ -102,7 +101,8 @@ impl Naming {
 
 /// Take, in one global order, every lock a batch will need: people first,
 /// then households. Two batches then never wait on each other in a cycle.
-/// Then read who names whom, under those locks.
+/// Then read who names whom, under those locks. One round trip
+/// ([`lock_batch`]).
 pub async fn lock_upfront(tx: Tx<'_>, batch: &[Inbound]) -> sqlx::Result<Naming> {
     let mut people: BTreeSet<&str> = BTreeSet::new();
     let mut registered: Vec<&str> = Vec::new();
@@ -121,28 +121,14 @@ pub async fn lock_upfront(tx: Tx<'_>, batch: &[Inbound]) -> sqlx::Result<Naming>
             _ => {}
         }
     }
-    let mut households: BTreeSet<String> = new.iter().map(|h| h.to_string()).collect();
-    let members = members_of(tx, &registered).await?;
-    let mut everyone: BTreeSet<&str> = people.clone();
-    everyone.extend(members.iter().map(|(_, p)| p.as_str()));
-    let everyone: Vec<&str> = everyone.into_iter().collect();
-    lock_people(tx, &everyone).await?;
-    let named = households_naming(tx, &everyone).await?;
-    households.extend(named.iter().map(|(h, _)| h.clone()));
-    let households: Vec<String> = households.into_iter().collect();
+    let people: Vec<&str> = people.into_iter().collect();
     let new: Vec<&str> = new.into_iter().collect();
-    lock_households(tx, &households, &new).await?;
-
-    // Read again now that the locks are held: a registration that committed
-    // in between is seen. One statement: the registered households' members,
-    // and every household naming one of them or of the messages' people.
+    let locked = lock_batch(tx, &people, &registered, &new).await?;
     let mut naming = Naming {
-        locked: households.into_iter().collect(),
+        locked: locked.households.into_iter().collect(),
         ..Naming::default()
     };
-    let people: Vec<&str> = people.into_iter().collect();
-    let around = around(tx, &registered, &people).await?;
-    for (h, p) in around.members.iter().chain(&around.naming) {
+    for (h, p) in locked.members.iter().chain(&locked.naming) {
         naming.add(h, p);
     }
     Ok(naming)
@@ -188,7 +174,7 @@ impl Hub {
                 .iter()
                 .filter(|h| caused.as_deref().is_none_or(|c| c == h.as_str()))
             {
-                causes.push(h, &cause, arrival);
+                causes.push(h, &cause, arrival, inbound.onward_trace.as_ref());
             }
             applied.push(Applied::New(affected));
         }

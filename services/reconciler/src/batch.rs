@@ -5,6 +5,7 @@
 use crate::apply::{Applied, Naming, lock_upfront};
 use crate::hub::{Fate, Hub, ProcessError};
 use crate::store::Tx;
+use crate::store::bulk::Chain;
 use crate::store::households::Causes;
 use crate::store::outbox::Outputs;
 use dynzero_contracts::inbound::{self, Inbound, InboundFact};
@@ -148,15 +149,35 @@ impl Hub {
                 folded = true;
                 let households = std::mem::take(&mut work.pending);
                 let causes = std::mem::take(&mut work.causes);
-                self.reconcile_households(&mut tx, &households, causes, now, &mut work.outputs)
-                    .await?;
+                let mut chain = Chain::default();
+                self.reconcile_households(
+                    &mut tx,
+                    &households,
+                    causes,
+                    now,
+                    &mut work.outputs,
+                    &mut chain,
+                )
+                .await?;
+                chain.execute(&mut tx).await?;
             }
             let run = &mut messages[range];
             fates.extend(self.apply_run(&mut tx, run, mode, &mut work).await?);
         }
-        self.reconcile_households(&mut tx, &work.pending, work.causes, now, &mut work.outputs)
-            .await?;
-        work.outputs.write(&mut tx, now).await?;
+        // The households' rows, history and causes, the alerts and the
+        // outbox: one statement.
+        let mut chain = Chain::default();
+        self.reconcile_households(
+            &mut tx,
+            &work.pending,
+            work.causes,
+            now,
+            &mut work.outputs,
+            &mut chain,
+        )
+        .await?;
+        work.outputs.write(&mut chain, now);
+        chain.execute(&mut tx).await?;
         tx.commit().await?;
         Ok(in_body_order(parsed, fates, &order))
     }

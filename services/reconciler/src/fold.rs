@@ -4,6 +4,7 @@
 
 use crate::hub::{Hub, ProcessError};
 use crate::store::Tx;
+use crate::store::bulk::Chain;
 use crate::store::households::{self, Causes, Publishing};
 use crate::store::inbox;
 use crate::store::load::{self, Loads};
@@ -19,9 +20,10 @@ use std::collections::{BTreeSet, HashMap};
 impl Hub {
     /// Plan (locked) households as of today, loading their facts together;
     /// publish a version of each that changed, and raise what the plans
-    /// raise. `causes`: what this transaction applied to them, written here
-    /// with whether a version names it. A handful of statements, however
-    /// many households.
+    /// raise. `causes`: what this transaction applied to them, written
+    /// with whether a version names it. Reads with one statement (two when a
+    /// version names causes of earlier transactions); what it writes goes to
+    /// `chain`, which the caller runs.
     pub async fn reconcile_households(
         &self,
         tx: Tx<'_>,
@@ -29,6 +31,7 @@ impl Hub {
         causes: Causes,
         now: DateTime<Utc>,
         outputs: &mut Outputs,
+        chain: &mut Chain,
     ) -> Result<(), ProcessError> {
         if households.is_empty() {
             return Ok(());
@@ -41,13 +44,25 @@ impl Hub {
         let Loads { loaded, rows } = load::load(tx, &ids, &pending).await?;
         let today = self.clock.today();
         let plans: Vec<Plan> = loaded.iter().map(|l| plan(l, today, &self.rules)).collect();
-        let named: Vec<i64> = plans
+        // The trace contexts of the causes the versions name: this
+        // transaction's own are known; only earlier ones are read back.
+        let mut traces: HashMap<i64, TraceContext> = HashMap::new();
+        let mut earlier: Vec<i64> = Vec::new();
+        for arrival in plans
             .iter()
             .filter_map(|p| p.current.as_ref()?.caused_by.as_ref())
             .flatten()
             .map(|c| c.arrival)
-            .collect();
-        let traces = inbox::onward_traces(tx, &named).await?;
+        {
+            match causes.trace_of(arrival) {
+                Some(Some(trace)) => {
+                    traces.insert(arrival, trace.clone());
+                }
+                Some(None) => {}
+                None => earlier.push(arrival),
+            }
+        }
+        traces.extend(inbox::onward_traces(tx, &earlier).await?);
         let data = render(&plans, &traces, outputs, now);
         let published: Vec<Publishing<'_>> = plans
             .iter()
@@ -60,7 +75,7 @@ impl Hub {
                 })
             })
             .collect();
-        households::write(tx, &plans, &published, &rows, causes, now).await?;
+        households::write(chain, &plans, &published, &rows, causes, now);
         Ok(())
     }
 
@@ -75,9 +90,18 @@ impl Hub {
             .into_iter()
             .collect();
         let mut outputs = Outputs::default();
-        self.reconcile_households(&mut tx, &due, Causes::default(), now, &mut outputs)
-            .await?;
-        outputs.write(&mut tx, now).await?;
+        let mut chain = Chain::default();
+        self.reconcile_households(
+            &mut tx,
+            &due,
+            Causes::default(),
+            now,
+            &mut outputs,
+            &mut chain,
+        )
+        .await?;
+        outputs.write(&mut chain, now);
+        chain.execute(&mut tx).await?;
         tx.commit().await?;
         Ok(due.len())
     }

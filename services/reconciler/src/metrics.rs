@@ -3,7 +3,7 @@
 
 use dynzero_contracts::rejection::Reason;
 use dynzero_runtime::histogram::Histogram;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 pub const MESSAGES_PROCESSED: &str = "dynzero_reconciler_messages_processed_total";
@@ -23,6 +23,9 @@ pub const REDELIVERIES: &str = "dynzero_reconciler_redeliveries_total";
 pub const OUTBOX_ROWS: &str = "dynzero_outbox_rows";
 /// Age of the oldest outbox row (0 when empty), sampled with [`OUTBOX_ROWS`].
 pub const OUTBOX_OLDEST_AGE: &str = "dynzero_outbox_oldest_age_seconds";
+/// 1 while this process's relay holds the relay lock and publishes, 0 while
+/// it waits for another to let go; absent where no relay runs.
+pub const RELAY_LEADING: &str = "dynzero_relay_leading";
 
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 /// Seconds: from a commit's few milliseconds to a backfill's day-old events.
@@ -46,6 +49,8 @@ pub struct Metrics {
     outbox_sampled: AtomicBool,
     outbox_rows: AtomicU64,
     outbox_oldest_age_ms: AtomicU64,
+    /// The relay of this process: 0 none ran, 1 waiting, 2 publishing.
+    relay: AtomicU8,
 }
 
 impl Default for Metrics {
@@ -64,6 +69,7 @@ impl Default for Metrics {
             outbox_sampled: Default::default(),
             outbox_rows: Default::default(),
             outbox_oldest_age_ms: Default::default(),
+            relay: Default::default(),
         }
     }
 }
@@ -111,6 +117,18 @@ impl Metrics {
         self.outbox_oldest_age_ms
             .store(oldest_age.as_millis() as u64, Ordering::Relaxed);
         self.outbox_sampled.store(true, Ordering::Relaxed);
+    }
+    /// Whether this process's relay holds the relay lock (publishes).
+    pub fn relay_leading(&self, leading: bool) {
+        self.relay
+            .store(if leading { 2 } else { 1 }, Ordering::Relaxed);
+    }
+    /// `None` when no relay ran in this process.
+    pub fn relay_leading_now(&self) -> Option<bool> {
+        match self.relay.load(Ordering::Relaxed) {
+            0 => None,
+            state => Some(state == 2),
+        }
     }
     pub fn one_by_one_count(&self) -> u64 {
         self.one_by_one.load(Ordering::Relaxed)
@@ -166,6 +184,9 @@ impl Metrics {
             line(OUTBOX_ROWS, "", self.outbox_rows.load(Ordering::Relaxed));
             let age = self.outbox_oldest_age_ms.load(Ordering::Relaxed) as f64 / 1000.0;
             out.push_str(&format!("{OUTBOX_OLDEST_AGE} {age}\n"));
+        }
+        if let Some(leading) = self.relay_leading_now() {
+            out.push_str(&format!("{RELAY_LEADING} {}\n", u8::from(leading)));
         }
         self.batch_size.render(&mut out, BATCH_SIZE, "");
         self.from_event_time

@@ -2,7 +2,7 @@
 //! the order of arrival. Facts are only ever added.
 
 use super::Tx;
-use super::bulk::Bulk;
+use super::bulk::Chain;
 use chrono::{DateTime, NaiveDate, Utc};
 use dynzero_contracts::inbound::InboundFact;
 use dynzero_contracts::words;
@@ -254,10 +254,12 @@ impl FactRows {
         }
     }
 
-    /// One statement per table that has rows.
+    /// Every table that has rows, in one statement ([`Chain`]).
     pub async fn write(&self, tx: Tx<'_>) -> sqlx::Result<()> {
+        let mut chain = Chain::default();
         let t = &self.registrations;
-        Bulk::insert("registration", t.arrival.len())
+        chain
+            .insert("registration", t.arrival.len())
             .column("arrival", "bigint", &t.arrival)
             .column("household_id", "text", &t.household_id)
             .column("division_code", "text", &t.division_code)
@@ -265,10 +267,10 @@ impl FactRows {
             .column("time", "timestamptz", &t.time)
             .column("address", "text", &t.address)
             .column("cause", "text", &t.cause)
-            .execute(tx, "")
-            .await?;
+            .tail("");
         let t = &self.members;
-        Bulk::insert("registration_member", t.arrival.len())
+        chain
+            .insert("registration_member", t.arrival.len())
             .column("arrival", "bigint", &t.arrival)
             .column("position", "int", &t.position)
             .column("household_id", "text", &t.household_id)
@@ -278,21 +280,21 @@ impl FactRows {
             .column("able_to_work", "bool", &t.able_to_work)
             .column("seeking_work", "bool", &t.seeking_work)
             .column("status", "text", &t.status)
-            .execute(tx, "")
-            .await?;
+            .tail("");
         let t = &self.visits;
-        Bulk::insert("visit", t.arrival.len())
+        chain
+            .insert("visit", t.arrival.len())
             .column("arrival", "bigint", &t.arrival)
             .column("household_id", "text", &t.household_id)
             .column("visit_date", "date", &t.date)
             .column("time", "timestamptz", &t.time)
             .column("worker", "text", &t.worker)
             .column("cause", "text", &t.cause)
-            .execute(tx, "")
-            .await?;
-        self.write_employment(tx).await?;
+            .tail("");
+        self.write_employment(&mut chain);
         let t = &self.notices;
-        Bulk::insert("layoff_notice", t.arrival.len())
+        chain
+            .insert("layoff_notice", t.arrival.len())
             .column("arrival", "bigint", &t.arrival)
             .column("uscc", "text", &t.uscc)
             .column("notice_id", "text", &t.notice_id)
@@ -303,18 +305,18 @@ impl FactRows {
             .column("headcount", "int", &t.headcount)
             .column("division_code", "text", &t.division_code)
             .column("cause", "text", &t.cause)
-            .execute(tx, "")
-            .await?;
+            .tail("");
         let t = &self.notice_employees;
-        Bulk::insert("layoff_employee", t.arrival.len())
+        chain
+            .insert("layoff_employee", t.arrival.len())
             .column("arrival", "bigint", &t.arrival)
             .column("position", "int", &t.position)
             .column("id_number", "text", &t.id_number)
             .column("name", "text", &t.name)
-            .execute(tx, "")
-            .await?;
+            .tail("");
         let t = &self.subsidies;
-        Bulk::insert("subsidy_change", t.arrival.len())
+        chain
+            .insert("subsidy_change", t.arrival.len())
             .column("arrival", "bigint", &t.arrival)
             .column("case_id", "text", &t.case_id)
             .column("applicant", "text", &t.applicant)
@@ -324,21 +326,22 @@ impl FactRows {
             .column("effective_date", "date", &t.date)
             .column("time", "timestamptz", &t.time)
             .column("cause", "text", &t.cause)
-            .execute(tx, "")
-            .await?;
+            .tail("");
         let t = &self.postings;
-        Bulk::insert("job_posting", t.arrival.len())
+        chain
+            .insert("job_posting", t.arrival.len())
             .column("arrival", "bigint", &t.arrival)
             .column("posting_id", "text", &t.posting_id)
             .column("data", "jsonb", &t.data)
             .column("cause", "text", &t.cause)
-            .execute(tx, "")
-            .await
+            .tail("");
+        chain.execute(tx).await
     }
 
-    async fn write_employment(&self, tx: Tx<'_>) -> sqlx::Result<()> {
+    fn write_employment(&self, chain: &mut Chain) {
         let t = &self.employment;
-        Bulk::insert("employment_fact", t.arrival.len())
+        chain
+            .insert("employment_fact", t.arrival.len())
             .column("arrival", "bigint", &t.arrival)
             .column("position", "int", &t.position)
             .column("id_number", "text", &t.id_number)
@@ -353,7 +356,6 @@ impl FactRows {
             .column("visit_household", "text", &t.visit_household)
             .column("finding", "text", &t.finding)
             .column("cause", "text", &t.cause)
-            .execute(tx, "")
-            .await
+            .tail("");
     }
 }

@@ -2,10 +2,11 @@
 //! causes waiting to be named by a version's `caused_by`.
 
 use super::Tx;
-use super::bulk::Bulk;
+use super::bulk::Chain;
 use super::load::Stored;
 use chrono::{DateTime, NaiveDate, Utc};
 use dynzero_contracts::outbound;
+use dynzero_contracts::trace::TraceContext;
 use dynzero_domain::reconcile::HouseholdState;
 use dynzero_planner::{Cause, Current, Plan};
 use serde_json::Value;
@@ -20,13 +21,30 @@ pub struct Causes {
     household_id: Vec<String>,
     cause: Vec<String>,
     arrival: Vec<i64>,
+    /// The trace context each arrival's outputs carry, as the inbox holds it
+    /// (`None`: the message had none): what this transaction knows without
+    /// reading the inbox back.
+    traces: HashMap<i64, Option<TraceContext>>,
 }
 
 impl Causes {
-    pub fn push(&mut self, household_id: &str, cause: &str, arrival: i64) {
+    pub fn push(
+        &mut self,
+        household_id: &str,
+        cause: &str,
+        arrival: i64,
+        trace: Option<&TraceContext>,
+    ) {
         self.household_id.push(household_id.to_string());
         self.cause.push(cause.to_string());
         self.arrival.push(arrival);
+        self.traces.insert(arrival, trace.cloned());
+    }
+
+    /// The trace context of an arrival this transaction applied: `None` when
+    /// it is not one of them, `Some(None)` when its message had none.
+    pub fn trace_of(&self, arrival: i64) -> Option<Option<&TraceContext>> {
+        self.traces.get(&arrival).map(Option::as_ref)
     }
 
     /// Where to come back to if the work after this is rolled back.
@@ -54,19 +72,19 @@ impl Causes {
 
     /// One statement: every cause, `published` when its household is one of
     /// `published`; a cause already recorded for a household is kept.
-    async fn write(self, tx: Tx<'_>, published: &HashSet<&str>) -> sqlx::Result<()> {
+    fn write(self, chain: &mut Chain, published: &HashSet<&str>) {
         let flags: Vec<bool> = self
             .household_id
             .iter()
             .map(|h| published.contains(h.as_str()))
             .collect();
-        Bulk::insert("household_cause", self.household_id.len())
+        chain
+            .insert("household_cause", self.household_id.len())
             .column("household_id", "text", &self.household_id)
             .column("cause", "text", &self.cause)
             .column("arrival", "bigint", &self.arrival)
             .column("published", "boolean", &flags)
-            .execute(tx, "ON CONFLICT DO NOTHING")
-            .await
+            .tail("ON CONFLICT DO NOTHING");
     }
 }
 
@@ -82,15 +100,16 @@ pub struct Publishing<'a> {
 /// that exist, the review date of those that do not yet, each only if it
 /// changed; the history of every version published; the transaction's own
 /// causes, named by a version or not; and, named now, the causes earlier
-/// transactions left unnamed. A handful of statements for the batch.
-pub async fn write(
-    tx: Tx<'_>,
+/// transactions left unnamed. Added to `chain`: with the outbox, one
+/// statement for the batch.
+pub fn write(
+    chain: &mut Chain,
     plans: &[Plan],
     published: &[Publishing<'_>],
     rows: &HashMap<String, Stored>,
     causes: Causes,
     now: DateTime<Utc>,
-) -> sqlx::Result<()> {
+) {
     let named: HashSet<&str> = published
         .iter()
         .map(|p| p.current.state.household_id.as_str())
@@ -104,25 +123,26 @@ pub async fn write(
                     .is_some_and(|stored| leaves_as_is(p, stored))
         })
         .collect();
-    update_rows(tx, &changed, &named).await?;
-    insert_history(tx, published, now).await?;
-    causes.write(tx, &named).await?;
+    update_rows(chain, &changed, &named);
+    insert_history(chain, published, now);
+    causes.write(chain, &named);
     let named_earlier: Vec<&str> = named
         .iter()
         .filter(|h| rows.get(**h).is_some_and(|r| r.unnamed))
         .copied()
         .collect();
     if !named_earlier.is_empty() {
-        sqlx::query(
-            // `IS DISTINCT FROM true`, not `NOT published`: see `load::unnamed_causes`.
-            "UPDATE household_cause SET published = true
-             WHERE household_id = ANY($1) AND published IS DISTINCT FROM true",
-        )
-        .bind(&named_earlier)
-        .execute(&mut *tx)
-        .await?;
+        chain
+            .statement(
+                None,
+                // `IS DISTINCT FROM true`, not `NOT published`: see `load::LOAD`.
+                // The causes the chain inserts are not seen: they are written named.
+                "UPDATE household_cause SET published = true
+                 WHERE household_id = ANY($1) AND published IS DISTINCT FROM true",
+            )
+            .bind(named_earlier)
+            .add();
     }
-    Ok(())
 }
 
 /// Whether a plan that publishes no version leaves the household's row as
@@ -136,9 +156,9 @@ fn leaves_as_is(plan: &Plan, stored: &Stored) -> bool {
             .is_none_or(|c| c.last_visit == stored.last_visit && c.spell == stored.spell)
 }
 
-async fn update_rows(tx: Tx<'_>, plans: &[&Plan], publishing: &HashSet<&str>) -> sqlx::Result<()> {
+fn update_rows(chain: &mut Chain, plans: &[&Plan], publishing: &HashSet<&str>) {
     if plans.is_empty() {
-        return Ok(());
+        return;
     }
     // The content (the state's `data` without `version` and `caused_by`) is
     // rendered and written only with a new version: an unchanged household
@@ -154,7 +174,9 @@ async fn update_rows(tx: Tx<'_>, plans: &[&Plan], publishing: &HashSet<&str>) ->
         .collect();
     // A household that does not exist yet keeps its row as it is, but for
     // the day to look at it again.
-    sqlx::query(
+    chain
+        .statement(
+        None,
         "UPDATE household AS h
          SET version = COALESCE(t.version, h.version), content = COALESCE(t.content, h.content),
              status = COALESCE(t.status, h.status), zero_since = CASE WHEN t.version IS NULL THEN h.zero_since ELSE t.zero_since END,
@@ -202,19 +224,13 @@ async fn update_rows(tx: Tx<'_>, plans: &[&Plan], publishing: &HashSet<&str>) ->
             .map(|p| p.current.as_ref().and_then(|c| c.spell))
             .collect::<Vec<_>>(),
     )
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .add();
 }
 
 /// One `household_version` row per version published.
-async fn insert_history(
-    tx: Tx<'_>,
-    published: &[Publishing<'_>],
-    now: DateTime<Utc>,
-) -> sqlx::Result<()> {
+fn insert_history(chain: &mut Chain, published: &[Publishing<'_>], now: DateTime<Utc>) {
     if published.is_empty() {
-        return Ok(());
+        return;
     }
     // Each version's causes as an array literal: arrays of arrays must be
     // rectangular, and a version names any number of causes.
@@ -235,7 +251,9 @@ async fn insert_history(
         .iter()
         .map(|p| p.current.state.zero_since)
         .collect();
-    sqlx::query(
+    chain
+        .statement(
+        None,
         "INSERT INTO household_version
              (household_id, version, status, zero_since, division_code, published_at, cause_arrivals, content)
          SELECT h, v, s, z, d, $6, c::bigint[], j
@@ -265,9 +283,7 @@ async fn insert_history(
     .bind(now)
     .bind(&arrivals)
     .bind(published.iter().map(|p| p.data).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    .add();
 }
 
 /// The published states of the households zero-employment in a county (the

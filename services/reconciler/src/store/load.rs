@@ -1,5 +1,5 @@
 //! What the planner needs of the households a batch touches, loaded together:
-//! one round trip per table, however many households.
+//! one statement, one round trip, however many households.
 
 use super::Tx;
 use super::rows::{self, WithCause};
@@ -11,75 +11,234 @@ use dynzero_domain::reconcile::HouseholdFacts;
 use dynzero_planner::{Cause, Loaded, Published};
 use serde_json::Value;
 use sqlx::Row;
+use sqlx::postgres::PgRow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::LazyLock;
 
-/// (household, person) for every person these households ever named.
-pub async fn members_of(tx: Tx<'_>, households: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
-    if households.is_empty() {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as(
-        "SELECT DISTINCT household_id, id_number FROM registration_member WHERE household_id = ANY($1)",
-    )
-    .bind(households)
-    .fetch_all(&mut *tx)
-    .await
+/// Every column [`LOAD`] returns, with its type. Each kind of row (its
+/// `fact` column) fills its own and leaves the others null, so that the
+/// row decoders of [`rows`] read any of them by name.
+const COLUMNS: &[(&str, &str)] = &[
+    ("household_id", "text"),
+    ("id_number", "text"),
+    ("arrival", "bigint"),
+    ("division_code", "text"),
+    ("effective_date", "date"),
+    ("time", "timestamptz"),
+    ("address", "text"),
+    ("cause", "text"),
+    ("ids", "text[]"),
+    ("names", "text[]"),
+    ("relations", "text[]"),
+    ("able", "boolean[]"),
+    ("seeking", "boolean[]"),
+    ("statuses", "text[]"),
+    ("version", "bigint"),
+    ("content", "jsonb"),
+    ("spell_version", "bigint"),
+    ("next_review", "date"),
+    ("last_visit", "date"),
+    ("causes", "text[]"),
+    ("arrivals", "bigint[]"),
+    ("visit_arrivals", "bigint[]"),
+    ("visit_dates", "date[]"),
+    ("visit_times", "timestamptz[]"),
+    ("visit_causes", "text[]"),
+    ("date", "date"),
+    ("event", "text"),
+    ("employer_uscc", "text"),
+    ("kind", "text"),
+    ("contract_months", "integer"),
+    ("monthly_wage_fen", "bigint"),
+    ("social_insurance", "boolean"),
+    ("visit_household", "text"),
+    ("finding", "text"),
+    ("case_id", "text"),
+    ("applicant", "text"),
+    ("change", "text"),
+    ("monthly_amount_fen", "bigint"),
+    ("uscc", "text"),
+    ("notice_id", "text"),
+    ("name", "text"),
+    ("headcount", "integer"),
+];
+
+/// One kind of row of [`LOAD`]: `fact`, then every one of [`COLUMNS`], from
+/// `columns` (name, expression) where it gives one, null otherwise.
+fn branch(fact: &str, columns: &[(&str, &str)], from: &str) -> String {
+    let list: Vec<String> = COLUMNS
+        .iter()
+        .map(|(name, ty)| match columns.iter().find(|(c, _)| c == name) {
+            Some((_, expression)) => format!("{expression}::{ty} AS {name}"),
+            None => format!("NULL::{ty} AS {name}"),
+        })
+        .collect();
+    format!("SELECT '{fact}'::text AS fact, {} {from}", list.join(", "))
 }
 
-/// (household, person) for every household that ever named one of these people.
-pub async fn households_naming(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<Vec<(String, String)>> {
-    if people.is_empty() {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as(
-        "SELECT DISTINCT household_id, id_number FROM registration_member WHERE id_number = ANY($1)",
-    )
-    .bind(people)
-    .fetch_all(&mut *tx)
-    .await
-}
-
-/// Who names whom around some households, in one statement: `members`,
-/// (household, person) for every person these households ever named; and
-/// `naming`, (household, person) for every household that ever named one of
-/// `people` or of those members.
-pub struct Around {
-    pub members: Vec<(String, String)>,
-    pub naming: Vec<(String, String)>,
-}
-
-pub async fn around(tx: Tx<'_>, households: &[&str], people: &[&str]) -> sqlx::Result<Around> {
-    let mut around = Around {
-        members: Vec::new(),
-        naming: Vec::new(),
-    };
-    if households.is_empty() && people.is_empty() {
-        return Ok(around);
-    }
-    let rows: Vec<(bool, String, String)> = sqlx::query_as(
-        // The people are looked up with one scan of the person index by the
-        // array of them (an init plan), however large the table.
+/// Everything [`load`] reads, for the households `$1`, in one statement:
+/// - `member`: (household, person) for every person they ever named;
+/// - `registration`: every registration of theirs and of every household
+///   that ever named one of those people (moves in and out), each with its
+///   members as arrays in position order;
+/// - `household`: each one's row, the causes no version named yet, and its
+///   visits, as arrays beside the row;
+/// - `employment`, `subsidy`: every employment fact and 低保 change of
+///   those people;
+/// - `notice`: every planned, not withdrawn notice listing one of them, with
+///   only those among its employees.
+///
+/// People are looked up with one scan of the person index by the array of
+/// them (an init plan), however large the tables. The causes are read
+/// `published IS DISTINCT FROM true` (the column is never null), so that the
+/// predicate does not match the partial index of the unpublished causes by
+/// arrival, which retention reads: with `NOT published` and no statistics
+/// the planner read that whole index and filtered it by household (62 ms at
+/// 1.1 M stored facts and growing, against 2 ms by the primary key). The
+/// notices are found from the people (MATERIALIZED), never the other way
+/// round, which reads every notice ever planned.
+static LOAD: LazyLock<String> = LazyLock::new(|| {
+    let branches = [
+        branch(
+            "member",
+            &[("household_id", "household_id"), ("id_number", "id_number")],
+            "FROM members",
+        ),
+        branch(
+            "registration",
+            &[
+                ("arrival", "r.arrival"),
+                ("household_id", "r.household_id"),
+                ("division_code", "r.division_code"),
+                ("effective_date", "r.effective_date"),
+                ("time", "r.time"),
+                ("address", "r.address"),
+                ("cause", "r.cause"),
+                ("ids", "m.ids"),
+                ("names", "m.names"),
+                ("relations", "m.relations"),
+                ("able", "m.able"),
+                ("seeking", "m.seeking"),
+                ("statuses", "m.statuses"),
+            ],
+            "FROM registration r
+             CROSS JOIN LATERAL (
+                 SELECT array_agg(id_number ORDER BY position) AS ids, array_agg(name ORDER BY position) AS names,
+                        array_agg(relation ORDER BY position) AS relations,
+                        array_agg(able_to_work ORDER BY position) AS able,
+                        array_agg(seeking_work ORDER BY position) AS seeking,
+                        array_agg(status ORDER BY position) AS statuses
+                 FROM registration_member m WHERE m.arrival = r.arrival
+             ) AS m
+             WHERE r.household_id = ANY((SELECT ids FROM related)::text[])",
+        ),
+        branch(
+            "household",
+            &[
+                ("household_id", "h.household_id"),
+                ("version", "h.version"),
+                ("content", "h.content"),
+                ("spell_version", "h.spell_version"),
+                ("next_review", "h.next_review"),
+                ("last_visit", "h.last_visit"),
+                ("causes", "c.causes"),
+                ("arrivals", "c.arrivals"),
+                ("visit_arrivals", "v.arrivals"),
+                ("visit_dates", "v.dates"),
+                ("visit_times", "v.times"),
+                ("visit_causes", "v.causes"),
+            ],
+            "FROM household h
+             CROSS JOIN LATERAL (
+                 SELECT array_agg(cause) AS causes, array_agg(arrival) AS arrivals FROM household_cause c
+                 WHERE c.household_id = h.household_id AND c.published IS DISTINCT FROM true
+             ) AS c
+             CROSS JOIN LATERAL (
+                 SELECT array_agg(arrival) AS arrivals, array_agg(visit_date) AS dates,
+                        array_agg(time) AS times, array_agg(cause) AS causes
+                 FROM visit WHERE visit.household_id = h.household_id
+             ) AS v
+             WHERE h.household_id = ANY($1)",
+        ),
+        branch(
+            "employment",
+            &[
+                ("arrival", "e.arrival"),
+                ("id_number", "e.id_number"),
+                ("date", "e.date"),
+                ("time", "e.time"),
+                ("event", "e.event"),
+                ("employer_uscc", "e.employer_uscc"),
+                ("kind", "e.kind"),
+                ("contract_months", "e.contract_months"),
+                ("monthly_wage_fen", "e.monthly_wage_fen"),
+                ("social_insurance", "e.social_insurance"),
+                ("visit_household", "e.visit_household"),
+                ("finding", "e.finding"),
+                ("cause", "e.cause"),
+            ],
+            "FROM UNNEST((SELECT ids FROM people)::text[]) AS p(id_number)
+             JOIN employment_fact e ON e.id_number = p.id_number",
+        ),
+        branch(
+            "subsidy",
+            &[
+                ("arrival", "s.arrival"),
+                ("case_id", "s.case_id"),
+                ("applicant", "s.applicant"),
+                ("change", "s.change"),
+                ("monthly_amount_fen", "s.monthly_amount_fen"),
+                ("effective_date", "s.effective_date"),
+                ("time", "s.time"),
+                ("cause", "s.cause"),
+            ],
+            "FROM UNNEST((SELECT ids FROM people)::text[]) AS p(applicant)
+             JOIN subsidy_change s ON s.applicant = p.applicant",
+        ),
+        branch(
+            "notice",
+            &[
+                ("arrival", "n.arrival"),
+                ("uscc", "n.uscc"),
+                ("notice_id", "n.notice_id"),
+                ("effective_date", "n.effective_date"),
+                ("time", "n.time"),
+                ("name", "n.name"),
+                ("headcount", "n.headcount"),
+                ("division_code", "n.division_code"),
+                ("ids", "array_agg(e.id_number ORDER BY e.position)"),
+                ("names", "array_agg(e.name ORDER BY e.position)"),
+            ],
+            "FROM listed e
+             JOIN layoff_notice n ON n.arrival = e.arrival
+             WHERE n.stage = 'planned'
+               AND NOT EXISTS (SELECT 1 FROM layoff_notice w
+                               WHERE w.stage = 'withdrawn' AND w.uscc = n.uscc AND w.notice_id = n.notice_id)
+             GROUP BY n.arrival",
+        ),
+    ];
+    format!(
         "WITH members AS MATERIALIZED (
              SELECT DISTINCT household_id, id_number FROM registration_member WHERE household_id = ANY($1)
+         ),
+         people AS MATERIALIZED (
+             SELECT ARRAY(SELECT DISTINCT id_number FROM members) AS ids
+         ),
+         related AS MATERIALIZED (
+             SELECT ARRAY(
+                 SELECT unnest($1::text[])
+                 UNION
+                 SELECT household_id FROM registration_member WHERE id_number = ANY((SELECT ids FROM people)::text[])
+             ) AS ids
+         ),
+         listed AS MATERIALIZED (
+             SELECT arrival, position, id_number, name FROM layoff_employee
+             WHERE id_number = ANY((SELECT ids FROM people)::text[])
          )
-         SELECT true, household_id, id_number FROM members
-         UNION ALL
-         SELECT DISTINCT false, household_id, id_number FROM registration_member
-         WHERE id_number = ANY(ARRAY(SELECT id_number FROM members) || $2::text[])",
+         {}",
+        branches.join("\nUNION ALL\n")
     )
-    .bind(households)
-    .bind(people)
-    .fetch_all(&mut *tx)
-    .await?;
-    for (member, household, person) in rows {
-        if member {
-            around.members.push((household, person));
-        } else {
-            around.naming.push((household, person));
-        }
-    }
-    Ok(around)
-}
+});
 
 /// Every stored fact that can bear on one of the households, grouped for
 /// [`assemble`].
@@ -114,32 +273,55 @@ pub struct Loads {
     pub rows: HashMap<String, Stored>,
 }
 
+/// The statement [`load`] runs (its one parameter: the households' ids),
+/// for tests and `EXPLAIN`.
+pub fn statement() -> &'static str {
+    LOAD.as_str()
+}
+
 /// Everything [`dynzero_planner::plan`] asks for, for several (locked)
-/// households; `pending`: causes this transaction applied to them and has not
-/// written yet, which count among the unnamed.
+/// households, read with one statement ([`LOAD`]); `pending`: causes this
+/// transaction applied to them and has not written yet, which count among
+/// the unnamed.
 pub async fn load(
     tx: Tx<'_>,
     households: &[HouseholdId],
     pending: &HashMap<&str, Vec<Cause>>,
 ) -> anyhow::Result<Loads> {
     let ids: Vec<&str> = households.iter().map(HouseholdId::as_str).collect();
-    let around = around(tx, &ids, &[]).await?;
+    let rows = sqlx::query(LOAD.as_str())
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
     let mut named: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (household, person) in around.members {
-        named.entry(household).or_default().insert(person);
+    let mut registrations: Vec<WithCause<Registration>> = Vec::new();
+    let mut employment: BTreeMap<String, Vec<WithCause<EmploymentFact>>> = BTreeMap::new();
+    let mut subsidies: BTreeMap<String, Vec<WithCause<SubsidyChange>>> = BTreeMap::new();
+    let mut notices: Vec<LayoffNotice> = Vec::new();
+    let mut now = Households::default();
+    for row in &rows {
+        match row.get::<&str, _>("fact") {
+            "member" => {
+                named
+                    .entry(row.get("household_id"))
+                    .or_default()
+                    .insert(row.get("id_number"));
+            }
+            "registration" => registrations.push(rows::registration(row)?),
+            "household" => now.add(row)?,
+            "employment" => {
+                let (person, fact) = rows::employment(row)?;
+                employment.entry(person).or_default().push(fact);
+            }
+            "subsidy" => {
+                let (applicant, change) = rows::subsidy(row)?;
+                subsidies.entry(applicant).or_default().push(change);
+            }
+            "notice" => notices.push(rows::planned_notice(row)?),
+            other => anyhow::bail!("load: a row of an unknown kind {other:?}"),
+        }
     }
-    let people: Vec<String> = named
-        .values()
-        .flatten()
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    // The households' own registrations, and those of every household that
-    // ever named one of their people (moves in and out).
-    let mut related: BTreeSet<String> = ids.iter().map(|h| h.to_string()).collect();
-    related.extend(around.naming.into_iter().map(|(h, _)| h));
-    let registrations = rows::registrations(tx, related.into_iter().collect()).await?;
+    notices.sort_by_key(|n| n.order.arrival);
     let mut registrations_of: HashMap<String, Vec<usize>> = HashMap::new();
     let mut registered_in: HashMap<String, BTreeSet<String>> = HashMap::new();
     for (i, (r, _)) in registrations.iter().enumerate() {
@@ -160,15 +342,15 @@ pub async fn load(
         stored,
         mut unnamed,
         visits,
-    } = households_now(tx, &ids).await?;
+    } = now;
     let facts = Facts {
         registrations,
         registrations_of,
         registered_in,
-        employment: rows::employment(tx, &people).await?,
+        employment,
         visits,
-        subsidies: rows::subsidies(tx, &people).await?,
-        notices: rows::planned_notices_listing(tx, &people).await?,
+        subsidies,
+        notices,
         named,
     };
     let loaded = households
@@ -279,7 +461,8 @@ fn notices_bearing_on(notices: &[LayoffNotice], people: &BTreeSet<String>) -> Ve
         .collect()
 }
 
-/// What [`households_now`] read of each household.
+/// What [`LOAD`] read of each household itself.
+#[derive(Default)]
 struct Households {
     /// What was last published.
     published: BTreeMap<String, Published>,
@@ -291,42 +474,9 @@ struct Households {
     visits: BTreeMap<String, Vec<WithCause<Visit>>>,
 }
 
-/// Each household's row, the causes no version named yet and its visits:
-/// one statement, the causes and visits as arrays beside the row.
-///
-/// The causes are read `published IS DISTINCT FROM true` (the column is
-/// never null), so that the predicate does not match the partial index of
-/// the unpublished causes by arrival, which retention reads. With `NOT
-/// published` and no statistics the planner read that whole index and
-/// filtered it by household: 62 ms at 1.1 M stored facts and growing,
-/// against 2 ms by the primary key.
-async fn households_now(tx: Tx<'_>, ids: &[&str]) -> anyhow::Result<Households> {
-    let rows = sqlx::query(
-        "SELECT h.household_id, h.version, h.content, h.spell_version, h.next_review, h.last_visit,
-                c.causes, c.arrivals, v.arrivals AS visit_arrivals, v.dates AS visit_dates,
-                v.times AS visit_times, v.causes AS visit_causes
-         FROM household h
-         CROSS JOIN LATERAL (
-             SELECT array_agg(cause) AS causes, array_agg(arrival) AS arrivals FROM household_cause c
-             WHERE c.household_id = h.household_id AND c.published IS DISTINCT FROM true
-         ) AS c
-         CROSS JOIN LATERAL (
-             SELECT array_agg(arrival) AS arrivals, array_agg(visit_date) AS dates,
-                    array_agg(time) AS times, array_agg(cause) AS causes
-             FROM visit WHERE visit.household_id = h.household_id
-         ) AS v
-         WHERE h.household_id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut read = Households {
-        published: BTreeMap::new(),
-        stored: HashMap::with_capacity(rows.len()),
-        unnamed: BTreeMap::new(),
-        visits: BTreeMap::new(),
-    };
-    for row in rows {
+impl Households {
+    /// A `household` row of [`LOAD`].
+    fn add(&mut self, row: &PgRow) -> anyhow::Result<()> {
         let household: String = row.get("household_id");
         let content: Option<Value> = row.get("content");
         let spell: Option<i64> = row.get("spell_version");
@@ -345,7 +495,7 @@ async fn households_now(tx: Tx<'_>, ids: &[&str]) -> anyhow::Result<Households> 
             row.get::<Option<_>, _>("visit_times").unwrap_or_default(),
             row.get::<Option<_>, _>("visit_causes").unwrap_or_default(),
         )?;
-        read.published.insert(
+        self.published.insert(
             household.clone(),
             Published {
                 version: row.get("version"),
@@ -355,7 +505,7 @@ async fn households_now(tx: Tx<'_>, ids: &[&str]) -> anyhow::Result<Households> 
                 spell,
             },
         );
-        read.stored.insert(
+        self.stored.insert(
             household.clone(),
             Stored {
                 next_review: row.get("next_review"),
@@ -365,11 +515,11 @@ async fn households_now(tx: Tx<'_>, ids: &[&str]) -> anyhow::Result<Households> 
             },
         );
         if !unnamed.is_empty() {
-            read.unnamed.insert(household.clone(), unnamed);
+            self.unnamed.insert(household.clone(), unnamed);
         }
         if !visits.is_empty() {
-            read.visits.insert(household, visits);
+            self.visits.insert(household, visits);
         }
+        Ok(())
     }
-    Ok(read)
 }

@@ -3,7 +3,6 @@
 //! wait on each other in a cycle.
 
 use super::Tx;
-use std::collections::BTreeSet;
 
 /// Advisory locks for people: facts about one person, and registrations
 /// naming them, take their turn. Two levels, so that a batch waits only for
@@ -21,8 +20,9 @@ const REGIONS: u32 = 1024;
 const MOST_PERSON_LOCKS: usize = 512;
 
 /// A person's lock key: FNV-1a, stable across processes and versions
-/// (unlike std's hasher), in 31 bits.
-fn person_key(id_number: &str) -> i32 {
+/// (unlike std's hasher), in 31 bits. The database computes the same
+/// (`dynzero_person_key`) for the people only it knows of.
+pub fn person_key(id_number: &str) -> i32 {
     let mut hash: u32 = 0x811c_9dc5;
     for byte in id_number.bytes() {
         hash ^= u32::from(byte);
@@ -31,45 +31,60 @@ fn person_key(id_number: &str) -> i32 {
     (hash & 0x7fff_ffff) as i32
 }
 
-fn region(person_key: i32) -> i32 {
-    (person_key as u32 % REGIONS) as i32
+/// What [`lock_batch`] locked and read under its locks.
+#[derive(Debug, Default)]
+pub struct Locked {
+    /// Every household now locked.
+    pub households: Vec<String>,
+    /// (household, person) for every person a registered household ever named.
+    pub members: Vec<(String, String)>,
+    /// (household, person) for every household that ever named one of the
+    /// people, or of those members.
+    pub naming: Vec<(String, String)>,
 }
 
-pub async fn lock_people(tx: Tx<'_>, people: &[&str]) -> sqlx::Result<()> {
-    let keys: BTreeSet<i32> = people.iter().map(|p| person_key(p)).collect();
-    if keys.is_empty() {
-        return Ok(());
+/// Every lock a batch needs, in one round trip (`dynzero_lock_batch`): the
+/// people the messages are about and every earlier member of the households
+/// they register, then the households naming any of them and those the
+/// messages name (`new`, created when missing), in household_id order. Then
+/// who names whom, read again under those locks.
+pub async fn lock_batch(
+    tx: Tx<'_>,
+    people: &[&str],
+    registered: &[&str],
+    new: &[&str],
+) -> sqlx::Result<Locked> {
+    let mut locked = Locked::default();
+    if people.is_empty() && registered.is_empty() && new.is_empty() {
+        return Ok(locked);
     }
-    let regions: BTreeSet<i32> = keys.iter().map(|&k| region(k)).collect();
-    let regions: Vec<i32> = regions.into_iter().collect();
-    // Each statement takes its locks in the order of its sorted array.
-    if keys.len() > MOST_PERSON_LOCKS {
-        sqlx::query(
-            "SELECT count(pg_advisory_xact_lock($1, r)) FROM (SELECT unnest($2::int[]) AS r) AS s",
-        )
-        .bind(REGION_LOCK_SPACE)
-        .bind(regions)
-        .execute(&mut *tx)
-        .await?;
-        return Ok(());
-    }
-    // One statement: the region locks are all taken (the aggregate reads
-    // every one before it yields its row) before the lateral subquery, which
-    // depends on that row, takes the person locks.
-    sqlx::query(
-        "SELECT people.n FROM
-             (SELECT count(pg_advisory_xact_lock_shared($1, r)) AS n FROM unnest($2::int[]) AS r) AS regions
-         CROSS JOIN LATERAL
-             (SELECT count(pg_advisory_xact_lock($3, p)) AS n FROM unnest($4::int[]) AS p
-              WHERE regions.n IS NOT NULL) AS people",
+    let keys: Vec<i32> = people.iter().map(|p| person_key(p)).collect();
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT kind, household, person FROM dynzero_lock_batch($1, $2, $3, $4, $5, $6, $7, $8)",
     )
+    .bind(people)
+    .bind(keys)
+    .bind(registered)
+    .bind(new)
     .bind(REGION_LOCK_SPACE)
-    .bind(regions)
     .bind(PERSON_LOCK_SPACE)
-    .bind(keys.into_iter().collect::<Vec<i32>>())
-    .execute(&mut *tx)
+    .bind(REGIONS as i32)
+    .bind(MOST_PERSON_LOCKS as i32)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(())
+    for (kind, household, person) in rows {
+        match (kind.as_str(), person) {
+            ("locked", _) => locked.households.push(household),
+            ("member", Some(person)) => locked.members.push((household, person)),
+            ("naming", Some(person)) => locked.naming.push((household, person)),
+            _ => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "dynzero_lock_batch: row {kind:?}"
+                )));
+            }
+        }
+    }
+    Ok(locked)
 }
 
 /// Create the rows of `new` households that are missing (those a

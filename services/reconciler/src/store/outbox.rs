@@ -1,8 +1,7 @@
 //! Alerts and the outbox: what a transaction raises and publishes, written
 //! with the state it comes from and published by the relay after commit.
 
-use super::Tx;
-use super::bulk::Bulk;
+use super::bulk::Chain;
 use chrono::{DateTime, Utc};
 use dynzero_contracts::outbound::{Alert, Output};
 use dynzero_contracts::trace::TraceContext;
@@ -44,8 +43,9 @@ impl Outputs {
     }
 
     /// Raise the alerts — once per occurrence: the alert table holds every id
-    /// raised — and enqueue the states and the newly raised alerts.
-    pub async fn write(&mut self, tx: Tx<'_>, now: DateTime<Utc>) -> sqlx::Result<()> {
+    /// raised — and enqueue the states and the newly raised alerts: two
+    /// statements in `chain`, the outbox's reading what the alerts' raised.
+    pub fn write(&mut self, chain: &mut Chain, now: DateTime<Utc>) {
         let outputs: Vec<(Output, Option<Box<Alert>>)> = std::mem::take(&mut self.entries)
             .into_iter()
             .map(|e| match e {
@@ -53,18 +53,23 @@ impl Outputs {
                 Pending::Alert(a, trace) => (a.output(now).traced(trace.as_ref()), Some(a)),
             })
             .collect();
-        let mut raised: HashSet<String> = raise(tx, &outputs, now).await?.into_iter().collect();
-        // An alert raised before, or twice in this transaction, is enqueued at most once.
-        let enqueued: Vec<&Output> = outputs
+        // An alert raised twice in this transaction is enqueued once; one
+        // raised before, never again (the statement's filter, below).
+        let mut first: HashSet<&str> = HashSet::new();
+        let enqueued: Vec<(&Output, Option<&Alert>)> = outputs
             .iter()
-            .filter(|(o, alert)| alert.is_none() || raised.remove(&o.message_id))
-            .map(|(o, _)| o)
+            .filter(|(o, alert)| alert.is_none() || first.insert(o.message_id.as_str()))
+            .map(|(o, alert)| (o, alert.as_deref()))
             .collect();
+        raise(chain, &enqueued, now);
+        let enqueued: Vec<&Output> = enqueued.into_iter().map(|(o, _)| o).collect();
         let bodies: Vec<Vec<u8>> = enqueued
             .iter()
             .map(|o| serde_json::to_vec(&o.event).unwrap_or_default())
             .collect();
-        Bulk::insert("outbox", enqueued.len())
+        let chain_raises = chain.has(RAISED);
+        chain
+            .insert("outbox", enqueued.len())
             .column(
                 "stream",
                 "text",
@@ -95,22 +100,30 @@ impl Outputs {
                 "text",
                 enqueued.iter().map(|o| o.traceparent()).collect::<Vec<_>>(),
             )
-            .execute(tx, "")
-            .await
+            .named(
+                None,
+                if chain_raises {
+                    "WHERE stream <> 'alerts' OR message_id IN (SELECT id FROM raised)"
+                } else {
+                    ""
+                },
+                "",
+            );
     }
 }
 
-/// Insert the alerts; the ids of those never raised before.
-async fn raise(
-    tx: Tx<'_>,
-    outputs: &[(Output, Option<Box<Alert>>)],
-    now: DateTime<Utc>,
-) -> sqlx::Result<Vec<String>> {
+/// What the outbox's statement reads the ids of the alerts never raised
+/// before as.
+const RAISED: &str = "raised";
+
+/// Insert the alerts; the ids of those never raised before are [`RAISED`].
+fn raise(chain: &mut Chain, outputs: &[(&Output, Option<&Alert>)], now: DateTime<Utc>) {
     let alerts: Vec<(&Output, &Alert)> = outputs
         .iter()
-        .filter_map(|(o, a)| a.as_deref().map(|a| (o, a)))
+        .filter_map(|(o, a)| a.map(|a| (*o, a)))
         .collect();
-    let ids: Vec<(String,)> = Bulk::insert("alert", alerts.len())
+    chain
+        .insert("alert", alerts.len())
         .column(
             "id",
             "text",
@@ -157,9 +170,7 @@ async fn raise(
             "jsonb",
             alerts.iter().map(|(o, _)| &o.event).collect::<Vec<_>>(),
         )
-        .returning(tx, "ON CONFLICT (id) DO NOTHING RETURNING id")
-        .await?;
-    Ok(ids.into_iter().map(|(id,)| id).collect())
+        .named(Some(RAISED), "", "ON CONFLICT (id) DO NOTHING RETURNING id");
 }
 
 /// How many rows wait in the outbox and how long the oldest has waited

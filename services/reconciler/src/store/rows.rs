@@ -12,121 +12,78 @@ use dynzero_domain::ids::{DivisionCode, IdNumber, IdentifierError, Money, Notice
 use dynzero_planner::layoff::KnownStage;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 /// A stored fact and the `"<source> <id>"` of the event it came from.
 pub type WithCause<T> = (T, String);
 
-/// These households' registrations (`related`: the households themselves and
-/// every household that ever named one of their people), with their members:
-/// one statement, each registration's members as arrays in position order.
-pub async fn registrations(
-    tx: Tx<'_>,
-    related: Vec<String>,
-) -> anyhow::Result<Vec<WithCause<Registration>>> {
-    let rows = sqlx::query(
-        "SELECT r.arrival, r.household_id, r.division_code, r.effective_date, r.time, r.address, r.cause,
-                m.ids, m.names, m.relations, m.able, m.seeking, m.statuses
-         FROM registration r
-         CROSS JOIN LATERAL (
-             SELECT array_agg(id_number ORDER BY position) AS ids, array_agg(name ORDER BY position) AS names,
-                    array_agg(relation ORDER BY position) AS relations,
-                    array_agg(able_to_work ORDER BY position) AS able,
-                    array_agg(seeking_work ORDER BY position) AS seeking,
-                    array_agg(status ORDER BY position) AS statuses
-             FROM registration_member m WHERE m.arrival = r.arrival
-         ) AS m
-         WHERE r.household_id = ANY($1)",
-    )
-    .bind(related)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut registrations: Vec<WithCause<Registration>> = Vec::with_capacity(rows.len());
-    for row in rows {
-        let arrival: i64 = row.get("arrival");
-        // A registration without members (`members: []`) has no arrays.
-        let column = |name: &str| -> Vec<String> {
-            row.get::<Option<Vec<String>>, _>(name).unwrap_or_default()
-        };
-        let flags =
-            |name: &str| -> Vec<bool> { row.get::<Option<Vec<bool>>, _>(name).unwrap_or_default() };
-        let (ids, names, relations, statuses) = (
-            column("ids"),
-            column("names"),
-            column("relations"),
-            column("statuses"),
-        );
-        let (able, seeking) = (flags("able"), flags("seeking"));
-        let mut members = Vec::with_capacity(ids.len());
-        for (i, id) in ids.iter().enumerate() {
-            let missing =
-                || anyhow::anyhow!("stored member {i} of arrival {arrival} is incomplete");
-            members.push(RegisteredMember {
-                id_number: stored_id(id)?,
-                name: names.get(i).ok_or_else(missing)?.clone(),
-                relation: stored_word(
-                    words::relation::parse,
-                    relations.get(i).ok_or_else(missing)?,
-                )?,
-                able_to_work: *able.get(i).ok_or_else(missing)?,
-                seeking_work: *seeking.get(i).ok_or_else(missing)?,
-                status: stored_word(
-                    words::member_status::parse,
-                    statuses.get(i).ok_or_else(missing)?,
-                )?,
-            });
-        }
-        registrations.push((
-            Registration {
-                household_id: stored_key(row.get("household_id"))?,
-                division_code: stored_division(row.get("division_code"))?,
-                address: row.get("address"),
-                members,
-                order: Order {
-                    date: row.get("effective_date"),
-                    time: row.get("time"),
-                    arrival,
-                },
-            },
-            row.get("cause"),
-        ));
+/// A registration, from a row of [`super::load`]'s statement: its own
+/// columns and its members as arrays in position order (`ids`, `names`,
+/// `relations`, `able`, `seeking`, `statuses`).
+pub fn registration(row: &PgRow) -> anyhow::Result<WithCause<Registration>> {
+    let arrival: i64 = row.get("arrival");
+    // A registration without members (`members: []`) has no arrays.
+    let column =
+        |name: &str| -> Vec<String> { row.get::<Option<Vec<String>>, _>(name).unwrap_or_default() };
+    let flags =
+        |name: &str| -> Vec<bool> { row.get::<Option<Vec<bool>>, _>(name).unwrap_or_default() };
+    let (ids, names, relations, statuses) = (
+        column("ids"),
+        column("names"),
+        column("relations"),
+        column("statuses"),
+    );
+    let (able, seeking) = (flags("able"), flags("seeking"));
+    let mut members = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let missing = || anyhow::anyhow!("stored member {i} of arrival {arrival} is incomplete");
+        members.push(RegisteredMember {
+            id_number: stored_id(id)?,
+            name: names.get(i).ok_or_else(missing)?.clone(),
+            relation: stored_word(
+                words::relation::parse,
+                relations.get(i).ok_or_else(missing)?,
+            )?,
+            able_to_work: *able.get(i).ok_or_else(missing)?,
+            seeking_work: *seeking.get(i).ok_or_else(missing)?,
+            status: stored_word(
+                words::member_status::parse,
+                statuses.get(i).ok_or_else(missing)?,
+            )?,
+        });
     }
-
-    Ok(registrations)
-}
-
-/// Every employment fact of these people, by person.
-pub async fn employment(
-    tx: Tx<'_>,
-    people: &[String],
-) -> anyhow::Result<BTreeMap<String, Vec<WithCause<EmploymentFact>>>> {
-    let rows = sqlx::query(
-        "SELECT arrival, id_number, date, time, event, employer_uscc, kind, contract_months,
-                monthly_wage_fen, social_insurance, visit_household, finding, cause
-         FROM UNNEST($1::text[]) AS p(id_number) JOIN employment_fact USING (id_number)",
-    )
-    .bind(people)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut employment: BTreeMap<String, Vec<WithCause<EmploymentFact>>> = BTreeMap::new();
-    for row in rows {
-        let arrival: i64 = row.get("arrival");
-        let cause: String = row.get("cause");
-        let event = employment_event(&row, &cause)?;
-        let person: String = row.get("id_number");
-        let fact = EmploymentFact {
-            id_number: stored_id(&person)?,
+    Ok((
+        Registration {
+            household_id: stored_key(row.get("household_id"))?,
+            division_code: stored_division(row.get("division_code"))?,
+            address: row.get("address"),
+            members,
             order: Order {
-                date: row.get("date"),
+                date: row.get("effective_date"),
                 time: row.get("time"),
                 arrival,
             },
-            event,
-        };
-        employment.entry(person).or_default().push((fact, cause));
-    }
+        },
+        row.get("cause"),
+    ))
+}
 
-    Ok(employment)
+/// An employment fact and the person it is about, from a row of
+/// [`super::load`]'s statement (the columns of `employment_fact`).
+pub fn employment(row: &PgRow) -> anyhow::Result<(String, WithCause<EmploymentFact>)> {
+    let cause: String = row.get("cause");
+    let event = employment_event(row, &cause)?;
+    let person: String = row.get("id_number");
+    let fact = EmploymentFact {
+        id_number: stored_id(&person)?,
+        order: Order {
+            date: row.get("date"),
+            time: row.get("time"),
+            arrival: row.get("arrival"),
+        },
+        event,
+    };
+    Ok((person, (fact, cause)))
 }
 
 /// An `employment_fact` row's event.
@@ -211,91 +168,50 @@ pub fn visits_of(
         .collect())
 }
 
-/// Every 低保 change of a case these people applied for, by applicant.
-pub async fn subsidies(
-    tx: Tx<'_>,
-    people: &[String],
-) -> anyhow::Result<BTreeMap<String, Vec<WithCause<SubsidyChange>>>> {
-    let rows = sqlx::query(
-        "SELECT arrival, case_id, applicant, change, monthly_amount_fen, effective_date, time, cause
-         FROM UNNEST($1::text[]) AS p(applicant) JOIN subsidy_change USING (applicant)",
-    )
-    .bind(people)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut subsidies: BTreeMap<String, Vec<WithCause<SubsidyChange>>> = BTreeMap::new();
-    for row in rows {
-        let applicant: String = row.get("applicant");
-        let change = SubsidyChange {
-            case_id: stored_key(row.get("case_id"))?,
-            applicant: stored_id(&applicant)?,
-            change: stored_word(words::change::parse, row.get("change"))?,
-            monthly_amount: Money::from_fen(row.get("monthly_amount_fen"))
-                .map_err(|e| anyhow::anyhow!("stored amount: {e}"))?,
-            order: Order {
-                date: row.get("effective_date"),
-                time: row.get("time"),
-                arrival: row.get("arrival"),
-            },
-        };
-        subsidies
-            .entry(applicant)
-            .or_default()
-            .push((change, row.get("cause")));
-    }
-    Ok(subsidies)
+/// A 低保 change and its applicant, from a row of [`super::load`]'s
+/// statement (the columns of `subsidy_change`).
+pub fn subsidy(row: &PgRow) -> anyhow::Result<(String, WithCause<SubsidyChange>)> {
+    let applicant: String = row.get("applicant");
+    let change = SubsidyChange {
+        case_id: stored_key(row.get("case_id"))?,
+        applicant: stored_id(&applicant)?,
+        change: stored_word(words::change::parse, row.get("change"))?,
+        monthly_amount: Money::from_fen(row.get("monthly_amount_fen"))
+            .map_err(|e| anyhow::anyhow!("stored amount: {e}"))?,
+        order: Order {
+            date: row.get("effective_date"),
+            time: row.get("time"),
+            arrival: row.get("arrival"),
+        },
+    };
+    Ok((applicant, (change, row.get("cause"))))
 }
 
-/// The planned, not withdrawn notices listing any of these people, each with
-/// only those people among its employees (the rest cannot bear on the household).
-pub async fn planned_notices_listing(
-    tx: Tx<'_>,
-    people: &[String],
-) -> anyhow::Result<Vec<LayoffNotice>> {
-    let rows = sqlx::query(
-        // From the people to their notices (MATERIALIZED: never the other
-        // way round, which reads every notice ever planned).
-        "WITH listed AS MATERIALIZED (
-             SELECT arrival, position, id_number, name FROM layoff_employee WHERE id_number = ANY($1)
-         )
-         SELECT n.arrival, n.uscc, n.notice_id, n.effective_date, n.time, n.name, n.headcount, n.division_code,
-                array_agg(e.id_number ORDER BY e.position) AS ids, array_agg(e.name ORDER BY e.position) AS names
-         FROM listed e
-         JOIN layoff_notice n ON n.arrival = e.arrival
-         WHERE n.stage = 'planned'
-           AND NOT EXISTS (SELECT 1 FROM layoff_notice w
-                           WHERE w.stage = 'withdrawn' AND w.uscc = n.uscc AND w.notice_id = n.notice_id)
-         GROUP BY n.arrival ORDER BY n.arrival",
-    )
-    .bind(people)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut notices = Vec::with_capacity(rows.len());
-    for row in rows {
-        let ids: Vec<String> = row.get("ids");
-        let names: Vec<String> = row.get("names");
-        let mut employees = Vec::with_capacity(ids.len());
-        for (id, name) in ids.iter().zip(names) {
-            employees.push((stored_id(id)?, name));
-        }
-        notices.push(LayoffNotice {
-            notice_id: stored_key(row.get("notice_id"))?,
-            stage: LayoffStage::Planned,
-            enterprise: Enterprise {
-                uscc: stored_uscc(row.get("uscc"))?,
-                name: row.get("name"),
-                headcount: row.get::<i32, _>("headcount") as u32,
-                division_code: stored_division(row.get("division_code"))?,
-            },
-            employees,
-            order: Order {
-                date: row.get("effective_date"),
-                time: row.get("time"),
-                arrival: row.get("arrival"),
-            },
-        });
+/// A planned notice, from a row of [`super::load`]'s statement: its columns,
+/// with only the listed people among its employees (`ids`, `names`).
+pub fn planned_notice(row: &PgRow) -> anyhow::Result<LayoffNotice> {
+    let ids: Vec<String> = row.get("ids");
+    let names: Vec<String> = row.get("names");
+    let mut employees = Vec::with_capacity(ids.len());
+    for (id, name) in ids.iter().zip(names) {
+        employees.push((stored_id(id)?, name));
     }
-    Ok(notices)
+    Ok(LayoffNotice {
+        notice_id: stored_key(row.get("notice_id"))?,
+        stage: LayoffStage::Planned,
+        enterprise: Enterprise {
+            uscc: stored_uscc(row.get("uscc"))?,
+            name: row.get("name"),
+            headcount: row.get::<i32, _>("headcount") as u32,
+            division_code: stored_division(row.get("division_code"))?,
+        },
+        employees,
+        order: Order {
+            date: row.get("effective_date"),
+            time: row.get("time"),
+            arrival: row.get("arrival"),
+        },
+    })
 }
 
 /// Every stored stage of the notices with these (uscc, notice_id) keys;
