@@ -168,13 +168,14 @@ impl Hub {
             inbound.fact.set_arrival(arrival);
             let cause = inbound.cause();
             rows.add(&inbound.fact, arrival, &cause, &inbound.data);
+            causes.traced(arrival, inbound.onward_trace.as_ref());
             let (affected, caused) = naming.affected(&inbound.fact);
             // Another household's registration is never named in caused_by.
             for h in affected
                 .iter()
                 .filter(|h| caused.as_deref().is_none_or(|c| c == h.as_str()))
             {
-                causes.push(h, &cause, arrival, inbound.onward_trace.as_ref());
+                causes.push(h, &cause, arrival);
             }
             applied.push(Applied::New(affected));
         }

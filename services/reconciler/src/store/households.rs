@@ -28,16 +28,16 @@ pub struct Causes {
 }
 
 impl Causes {
-    pub fn push(
-        &mut self,
-        household_id: &str,
-        cause: &str,
-        arrival: i64,
-        trace: Option<&TraceContext>,
-    ) {
+    pub fn push(&mut self, household_id: &str, cause: &str, arrival: i64) {
         self.household_id.push(household_id.to_string());
         self.cause.push(cause.to_string());
         self.arrival.push(arrival);
+    }
+
+    /// The trace context of an arrival this transaction stored, whether or
+    /// not it bears on a household yet (a registration later in the batch
+    /// may name its person).
+    pub fn traced(&mut self, arrival: i64, trace: Option<&TraceContext>) {
         self.traces.insert(arrival, trace.cloned());
     }
 
