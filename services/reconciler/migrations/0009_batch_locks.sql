@@ -1,8 +1,8 @@
--- A batch's locks in one round trip instead of five (issue 13: the batch
+-- A batch's locks in one round trip instead of six (issue 13: the batch
 -- waited on statement round trips, not on work). The lock protocol is
--- unchanged (docs/reconciler.md, "Locks"): people first, by region then by
--- person, then households in household_id order; then who names whom is read
--- again under those locks.
+-- unchanged (ARCHITECTURE.md, "No deadlocks between instances"): people
+-- first, by region then by person, then households in household_id order;
+-- then who names whom is read again under those locks.
 
 -- A person's lock key: FNV-1a of the UTF-8 id number in 31 bits, the same
 -- function as the hub's (store/locks.rs `person_key`, checked against this one
