@@ -778,12 +778,7 @@ async fn the_reconcilers_connections_plan_for_key_lookups_only() {
 /// two batches about one person would not exclude each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn person_keys_agree_between_the_hub_and_the_database() {
-    let db = fresh_database().await;
-    let settings = test_settings(db.url(), &amqp_url());
-    let clock = ManualClock::new(noon(scenario_today()));
-    let reconciler = Reconciler::build(settings, Arc::new(clock))
-        .await
-        .expect("building the reconciler");
+    let (db, reconciler) = fresh_reconciler().await;
     let pool = reconciler.hub().pool.clone();
     let mut ids: Vec<String> = (0..500u32)
         .map(|i| {
