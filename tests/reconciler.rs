@@ -842,11 +842,7 @@ async fn a_batch_locks_its_people_the_members_a_registration_drops_and_their_hou
 
     let mut other = hub.pool.acquire().await.expect("another connection");
     for person in [&kept, &dropped] {
-        let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(25723, $1)")
-            .bind(locks::person_key(person))
-            .fetch_one(&mut *other)
-            .await
-            .expect("trying a person lock");
+        let free = person_lock_free(&mut other, person).await;
         assert!(!free, "{person} is locked by the batch");
     }
     let row =
@@ -857,11 +853,7 @@ async fn a_batch_locks_its_people_the_members_a_registration_drops_and_their_hou
 
     tx.rollback().await.expect("rolling back");
     for person in [&kept, &dropped] {
-        let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(25723, $1)")
-            .bind(locks::person_key(person))
-            .fetch_one(&mut *other)
-            .await
-            .expect("trying a person lock");
+        let free = person_lock_free(&mut other, person).await;
         assert!(free, "{person} is free once the batch ends");
     }
     sqlx::query("SELECT pg_advisory_unlock_all()")
@@ -871,6 +863,16 @@ async fn a_batch_locks_its_people_the_members_a_registration_drops_and_their_hou
     drop(other);
     hub.pool.close().await;
     db.drop_database().await;
+}
+
+/// Whether `connection` can take a person's lock (the hub's person lock
+/// space); if it can, it holds it (session level) until it lets go.
+async fn person_lock_free(connection: &mut sqlx::PgConnection, person: &str) -> bool {
+    sqlx::query_scalar("SELECT pg_try_advisory_lock(25723, $1)")
+        .bind(locks::person_key(person))
+        .fetch_one(connection)
+        .await
+        .expect("trying a person lock")
 }
 
 /// Of two hubs, one relay publishes and the other waits; when the one

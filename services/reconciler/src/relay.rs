@@ -21,6 +21,8 @@ const BATCH: i64 = 500;
 /// as its connection lives: one relay publishes at a time. (Hubs of earlier
 /// versions took it per transaction; either kind excludes the other.)
 pub const RELAY_LOCK: i64 = 0x647a_7265_6c61;
+/// How long closing the relay's own database connection may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often to look at the outbox when nobody wakes the relay (other processes write to it too).
 const POLL: Duration = Duration::from_millis(200);
 
@@ -155,10 +157,12 @@ impl Leader {
         Ok(self.leading.then_some(connection))
     }
 
-    /// Let another relay lead: close the connection, which ends the lock.
+    /// Let another relay lead: close the connection, which ends the lock
+    /// (dropped unclosed if the server does not answer in time: the server
+    /// ends the lock when it sees the socket close).
     async fn release(&mut self, hub: &Hub) {
         if let Some(connection) = self.connection.take() {
-            let _ = connection.close().await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, connection.close()).await;
         }
         self.leading = false;
         hub.metrics.relay_leading(false);

@@ -54,19 +54,6 @@ impl Bulk {
         }
     }
 
-    /// Write the rows; nothing when there are none.
-    pub async fn execute(mut self, tx: Tx<'_>, tail: &str) -> sqlx::Result<()> {
-        if self.rows == 0 {
-            return Ok(());
-        }
-        // Table and column names are this crate's constants, never input.
-        let sql = AssertSqlSafe(self.sql(tail));
-        sqlx::query_with(sql, self.arguments()?)
-            .execute(&mut *tx)
-            .await?;
-        Ok(())
-    }
-
     /// Write the rows and read back what `tail`'s `RETURNING` names.
     pub async fn returning<O>(mut self, tx: Tx<'_>, tail: &str) -> sqlx::Result<Vec<O>>
     where
