@@ -196,7 +196,7 @@ impl Hub {
             .collect();
         if !unlocked.is_empty() {
             // Named by a registration, so their rows exist.
-            lock_households(tx, &unlocked, &[]).await?;
+            lock_households(tx, &unlocked).await?;
             naming.locked.extend(unlocked);
         }
 

@@ -1,84 +1,18 @@
 //! The one way rows are written in bulk: a multi-row statement over one array
-//! per column (`INSERT … SELECT … FROM UNNEST($1::t[], …)`), so a batch costs
-//! one statement per table however many rows it has.
+//! per column (`INSERT … SELECT … FROM UNNEST($1::t[], …)`), so a table costs
+//! one statement however many rows it has; and a [`Chain`] of them (with the
+//! crate's other writes) is sent as one statement.
 
 use super::Tx;
 use sqlx::postgres::{PgArguments, PgRow, Postgres};
 use sqlx::{Arguments, AssertSqlSafe, Encode, FromRow, Type};
 
-/// The rows of one multi-row statement, a column at a time.
-pub struct Bulk {
-    table: &'static str,
-    rows: usize,
-    /// (name, SQL type of one element)
-    columns: Vec<(&'static str, &'static str)>,
-    arguments: PgArguments,
-    /// The first column that could not be encoded.
-    error: Option<sqlx::error::BoxDynError>,
-}
-
-impl Bulk {
-    /// Rows for `table`; `rows` is the length of every column to come.
-    pub fn insert(table: &'static str, rows: usize) -> Self {
-        Self {
-            table,
-            rows,
-            columns: Vec::new(),
-            arguments: PgArguments::default(),
-            error: None,
-        }
-    }
-
-    /// One column: its name, the SQL type of one value, and the values.
-    pub fn column<'v, T>(mut self, name: &'static str, sql_type: &'static str, values: T) -> Self
-    where
-        T: Encode<'v, Postgres> + Type<Postgres>,
-    {
-        if self.error.is_none()
-            && let Err(e) = self.arguments.add(values)
-        {
-            self.error = Some(e);
-        }
-        self.columns.push((name, sql_type));
-        self
-    }
-
-    fn sql(&self, tail: &str) -> String {
-        insert_sql(self.table, &self.columns, 1, tail)
-    }
-
-    fn arguments(&mut self) -> sqlx::Result<PgArguments> {
-        match self.error.take() {
-            Some(e) => Err(sqlx::Error::Encode(e)),
-            None => Ok(std::mem::take(&mut self.arguments)),
-        }
-    }
-
-    /// Write the rows and read back what `tail`'s `RETURNING` names.
-    pub async fn returning<O>(mut self, tx: Tx<'_>, tail: &str) -> sqlx::Result<Vec<O>>
-    where
-        O: for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    {
-        if self.rows == 0 {
-            return Ok(Vec::new());
-        }
-        let sql = AssertSqlSafe(self.sql(tail));
-        sqlx::query_as_with(sql, self.arguments()?)
-            .fetch_all(&mut *tx)
-            .await
-    }
-}
-
 /// Rows go in the order of the arrays (`ORDER BY ordinality`): serial
-/// columns (arrival, outbox order) follow it. `tail` is what follows the
-/// `SELECT`, e.g. `ON CONFLICT DO NOTHING`; `first` is the number of the
-/// first column's parameter.
-fn insert_sql(table: &str, columns: &[(&str, &str)], first: usize, tail: &str) -> String {
-    filtered_insert_sql(table, columns, first, "", tail)
-}
-
-/// [`insert_sql`] with a `WHERE` clause (`filter`) on the rows.
-fn filtered_insert_sql(
+/// columns (arrival, outbox order) follow it. `filter` is a `WHERE` clause
+/// on the rows (or empty), `tail` what follows the `SELECT`, e.g.
+/// `ON CONFLICT DO NOTHING`; `first` is the number of the first column's
+/// parameter.
+fn insert_sql(
     table: &str,
     columns: &[(&str, &str)],
     first: usize,
@@ -196,19 +130,37 @@ impl Chain {
         Some(format!("WITH {}\n{last}", with.join(",\n")))
     }
 
-    /// Run every statement; nothing when there are none.
-    pub async fn execute(mut self, tx: Tx<'_>) -> sqlx::Result<()> {
+    /// The statement and its arguments (`None`: nothing to write).
+    fn into_query(mut self) -> sqlx::Result<Option<(AssertSqlSafe<String>, PgArguments)>> {
         if let Some(e) = self.error.take() {
             return Err(sqlx::Error::Encode(e));
         }
-        let Some(sql) = self.sql() else {
-            return Ok(());
-        };
         // Table and column names are this crate's constants, never input.
-        sqlx::query_with(AssertSqlSafe(sql), self.arguments)
-            .execute(&mut *tx)
-            .await?;
+        Ok(self.sql().map(|sql| (AssertSqlSafe(sql), self.arguments)))
+    }
+
+    /// Run every statement; nothing when there are none.
+    pub async fn execute(self, tx: Tx<'_>) -> sqlx::Result<()> {
+        if let Some((sql, arguments)) = self.into_query()? {
+            sqlx::query_with(sql, arguments).execute(&mut *tx).await?;
+        }
         Ok(())
+    }
+
+    /// Run every statement and read back the rows the last one's
+    /// `RETURNING` gives; none when there is nothing to write.
+    pub async fn returning<O>(self, tx: Tx<'_>) -> sqlx::Result<Vec<O>>
+    where
+        O: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        match self.into_query()? {
+            Some((sql, arguments)) => {
+                sqlx::query_as_with(sql, arguments)
+                    .fetch_all(&mut *tx)
+                    .await
+            }
+            None => Ok(Vec::new()),
+        }
     }
 }
 
@@ -249,7 +201,7 @@ impl Linked<'_> {
         if self.rows == 0 {
             return;
         }
-        let sql = filtered_insert_sql(self.table, &self.columns, self.first, filter, tail);
+        let sql = insert_sql(self.table, &self.columns, self.first, filter, tail);
         self.chain.statements.push((name, sql));
     }
 }

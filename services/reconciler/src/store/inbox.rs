@@ -2,7 +2,7 @@
 //! with a digest of its `data`, inserted in the transaction that applies it.
 
 use super::Tx;
-use super::bulk::Bulk;
+use super::bulk::Chain;
 use chrono::{DateTime, Utc};
 use dynzero_contracts::inbound::Inbound;
 use dynzero_contracts::trace::{TraceContext, TraceParent};
@@ -40,7 +40,9 @@ pub async fn record(tx: Tx<'_>, messages: &[Inbound]) -> sqlx::Result<Vec<InboxO
         .iter()
         .map(|m| m.onward_trace.as_ref().map(|t| t.traceparent.as_str()))
         .collect();
-    let inserted: Vec<(String, String, i64)> = Bulk::insert("inbox", messages.len())
+    let mut chain = Chain::default();
+    chain
+        .insert("inbox", messages.len())
         .column("source", "text", &sources)
         .column("id", "text", &ids)
         .column("digest", "text", &digests)
@@ -49,11 +51,8 @@ pub async fn record(tx: Tx<'_>, messages: &[Inbound]) -> sqlx::Result<Vec<InboxO
         .column("traceparent", "text", &traceparents)
         .column("tracestate", "text", &tracestates)
         .column("onward_traceparent", "text", &onward)
-        .returning(
-            tx,
-            "ON CONFLICT (source, id) DO NOTHING RETURNING source, id, arrival",
-        )
-        .await?;
+        .tail("ON CONFLICT (source, id) DO NOTHING RETURNING source, id, arrival");
+    let inserted: Vec<(String, String, i64)> = chain.returning(tx).await?;
     let mut arrivals: HashMap<(&str, &str), i64> = inserted
         .iter()
         .map(|(s, i, a)| ((s.as_str(), i.as_str()), *a))

@@ -87,22 +87,10 @@ pub async fn lock_batch(
     Ok(locked)
 }
 
-/// Create the rows of `new` households that are missing (those a
-/// registration or visit names: any other household was created by the
-/// registration that named its people) and lock all `households`, in
-/// household_id order.
-pub async fn lock_households(tx: Tx<'_>, households: &[String], new: &[&str]) -> sqlx::Result<()> {
+/// Lock `households` (whose rows exist), in household_id order.
+pub async fn lock_households(tx: Tx<'_>, households: &[String]) -> sqlx::Result<()> {
     if households.is_empty() {
         return Ok(());
-    }
-    if !new.is_empty() {
-        sqlx::query(
-            "INSERT INTO household (household_id) SELECT h FROM UNNEST($1::text[]) AS h ORDER BY h
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(new)
-        .execute(&mut *tx)
-        .await?;
     }
     sqlx::query("SELECT household_id FROM household WHERE household_id = ANY($1) ORDER BY household_id FOR UPDATE")
         .bind(households)
