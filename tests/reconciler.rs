@@ -10,7 +10,7 @@ use dynzero_tests::eventually;
 use dynzero_tests::hub::{
     Fixture, content, expected_states, noon, scenario, scenario_today, test_settings,
 };
-use dynzero_tests::{TestDatabase, amqp_url, fresh_database};
+use dynzero_tests::{TcpProxy, TestDatabase, amqp_addr, amqp_url, amqp_url_via, fresh_database};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -863,6 +863,101 @@ async fn a_batch_locks_its_people_the_members_a_registration_drops_and_their_hou
     drop(other);
     hub.pool.close().await;
     db.drop_database().await;
+}
+
+/// While a backlog lasts, a consumer applies the next batch while an
+/// earlier one still waits (`amqp.pipeline`), but settles it only after
+/// the earlier one: cut from the broker before the earlier commits, both
+/// come again, the later one although it committed long before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_batch_commits_while_an_earlier_one_waits_and_is_acked_only_after_it() {
+    let db = fresh_database().await;
+    let proxy = TcpProxy::start(amqp_addr()).expect("a proxy in front of RabbitMQ");
+    let mut settings = test_settings(db.url(), &amqp_url_via(proxy.port()));
+    // Batches of one are always full: every batch is a backlog's.
+    settings.amqp.batch = 1;
+    settings.amqp.prefetch = 4;
+    settings.amqp.pipeline = 2;
+    let fixture = Fixture::with(db, settings).await;
+    let pool = fixture.db.pool().await;
+    let born = chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap();
+    let waiting = dynzero_simulator::id_number("210302", born, true, 31);
+    let passing = dynzero_simulator::id_number("210302", born, false, 32);
+    let mut holder = pool.acquire().await.expect("a connection");
+    assert!(
+        person_lock_free(&mut holder, &waiting).await,
+        "the test holds the first person's lock"
+    );
+    let message = |id: &str, household: &str, person: &str| {
+        (
+            "household.registered".to_string(),
+            event(
+                id,
+                "household.registered",
+                registration(household, person, "王伟"),
+            )
+            .to_string()
+            .into_bytes(),
+        )
+    };
+    fixture
+        .publish(&[
+            message("pipe-1", "H-WAITS", &waiting),
+            message("pipe-2", "H-PASSES", &passing),
+        ])
+        .await;
+    let hub = fixture.start().await;
+    let committed = |household: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM household WHERE household_id = $1)",
+            )
+            .bind(household)
+            .fetch_one(&pool)
+            .await
+            .expect("reading household")
+        }
+    };
+    eventually(
+        Duration::from_secs(60),
+        "the second batch committed while the first waits",
+        || async { committed("H-PASSES").await.then_some(()) },
+    )
+    .await;
+    assert!(!committed("H-WAITS").await, "the first batch still waits");
+    assert_eq!(
+        hub.hub.metrics.processed_count(),
+        0,
+        "nothing settled while the first batch waits"
+    );
+
+    proxy.cut();
+    eventually(
+        Duration::from_secs(10),
+        "the hub's connections reset",
+        || async { (proxy.active_connections() == 0).then_some(()) },
+    )
+    .await;
+    proxy.restore();
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut *holder)
+        .await
+        .expect("letting go");
+    eventually(
+        Duration::from_secs(60),
+        "both messages settled again",
+        || async { (hub.settled() >= 2 && committed("H-WAITS").await).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        hub.hub.metrics.redeliveries_count(),
+        2,
+        "both came again: the second was not acked before the first committed"
+    );
+    drop(holder);
+    hub.stop().await;
+    pool.close().await;
 }
 
 /// Whether `connection` can take a person's lock (the hub's person lock

@@ -13,8 +13,10 @@ use dynzero_runtime::fault::{self, Fault};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::{Channel, Connection};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
+use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -31,8 +33,72 @@ enum Handled {
     Abandoned,
 }
 
+/// A batch being applied while the consumer goes on: its deliveries, and
+/// the task that commits them and says what became of each.
+struct Flight {
+    batch: Vec<Delivery>,
+    arrived: Instant,
+    /// `None`: shutdown came while a dependency was down.
+    fates: JoinHandle<Option<Vec<Fate>>>,
+}
+
+impl Flight {
+    fn start(hub: &Arc<Hub>, batch: Vec<Delivery>, shutdown: &watch::Receiver<bool>) -> Self {
+        let arrived = Instant::now();
+        hub.metrics.batch(batch.len());
+        for delivery in &batch {
+            if delivery.redelivered || amqp::delivery_count(&delivery.properties) > 0 {
+                hub.metrics.redelivered();
+            }
+        }
+        let bodies: Vec<Vec<u8>> = batch.iter().map(|d| d.data.clone()).collect();
+        let fates = tokio::spawn(apply(hub.clone(), bodies, shutdown.clone()));
+        Self {
+            batch,
+            arrived,
+            fates,
+        }
+    }
+
+    /// Settle its deliveries, once `joined` (its task's end) says what
+    /// became of them.
+    async fn land(
+        self,
+        joined: Result<Option<Vec<Fate>>, JoinError>,
+        hub: &Hub,
+        rejections: &Channel,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Handled {
+        let fates = match joined {
+            Ok(Some(fates)) => fates,
+            Ok(None) => return Handled::Abandoned,
+            // `apply` catches the panics of processing; this one is its own.
+            Err(e) => {
+                warn!(error = %e, "a batch's task ended without an answer; the broker redelivers it");
+                return Handled::BrokerLost;
+            }
+        };
+        settle_batch(hub, rejections, &self.batch, fates, self.arrived, shutdown).await
+    }
+}
+
+/// What the consumer waited for.
+enum Event {
+    /// A batch taken from the queue (or why none was).
+    Taken(Next),
+    /// The oldest batch in flight ended.
+    Landed(Result<Option<Vec<Fate>>, JoinError>),
+}
+
 /// Consume until `shutdown` turns true, reconnecting to the broker as often as
 /// it takes. `processed` is notified after each commit, to wake the relay.
+///
+/// While a backlog lasts (the last batch taken was full), up to
+/// `amqp.pipeline` batches are applied at once, each in its own transaction,
+/// so the database commits one while the hub reads and plans the next.
+/// Deliveries are settled in the order they arrived, a batch only after
+/// every batch before it: an ack (`multiple`) never covers a delivery whose
+/// transaction has not committed.
 pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     let settings = &hub.settings.amqp;
     let mut reconnect = Reconnect::new();
@@ -61,33 +127,68 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
         } = session;
         info!(queue = %settings.queue, "consuming");
         let max = usize::from(settings.batch.min(settings.prefetch));
-        loop {
-            let (batch, broken) = match next_batch(&mut consumer, max, &mut shutdown).await {
-                Next::Batch { deliveries, broken } => (deliveries, broken),
-                Next::Stopped => {
-                    close(&connection, &channel).await;
-                    return;
-                }
-                Next::Lost => break,
+        let depth = usize::from(settings.pipeline.max(1));
+        let mut flights: VecDeque<Flight> = VecDeque::new();
+        // Whether the last batch taken was full: a backlog, worth a batch
+        // more in flight. Below that, one batch at a time keeps batches
+        // large and latency low.
+        let mut backlog = false;
+        let mut broken = false;
+        let ended = loop {
+            let room = !broken && flights.len() < if backlog { depth } else { 1 };
+            let event = match flights.front_mut() {
+                None if room => Event::Taken(next_batch(&mut consumer, max, &mut shutdown).await),
+                // The channel broke and everything taken has landed: reconnect.
+                None => break Handled::BrokerLost,
+                Some(oldest) if room => tokio::select! {
+                    biased;
+                    joined = &mut oldest.fates => Event::Landed(joined),
+                    next = next_batch(&mut consumer, max, &mut shutdown) => Event::Taken(next),
+                },
+                Some(oldest) => Event::Landed((&mut oldest.fates).await),
             };
-            let arrived = Instant::now();
-            hub.metrics.batch(batch.len());
-            for delivery in &batch {
-                if delivery.redelivered || amqp::delivery_count(&delivery.properties) > 0 {
-                    hub.metrics.redelivered();
+            match event {
+                Event::Taken(Next::Batch {
+                    deliveries,
+                    broken: channel_broke,
+                }) => {
+                    backlog = deliveries.len() >= max;
+                    broken = channel_broke;
+                    flights.push_back(Flight::start(&hub, deliveries, &shutdown));
+                }
+                Event::Taken(Next::Stopped) => {
+                    // What is in flight lands first, so a clean stop leaves
+                    // nothing committed unacked.
+                    while let Some(mut oldest) = flights.pop_front() {
+                        let joined = (&mut oldest.fates).await;
+                        if let Handled::Acked =
+                            oldest.land(joined, &hub, &rejections, &mut shutdown).await
+                        {
+                            processed.notify_one();
+                        } else {
+                            break;
+                        }
+                    }
+                    break Handled::Abandoned;
+                }
+                // What is in flight commits or not; unacked, it comes again
+                // and the inbox knows what committed.
+                Event::Taken(Next::Lost) => break Handled::BrokerLost,
+                Event::Landed(joined) => {
+                    let oldest = flights.pop_front().expect("the flight that landed");
+                    match oldest.land(joined, &hub, &rejections, &mut shutdown).await {
+                        Handled::Acked => processed.notify_one(),
+                        other => break other,
+                    }
                 }
             }
-            match handle_batch(&hub, &rejections, &batch, arrived, &mut shutdown).await {
-                Handled::Acked => processed.notify_one(),
-                Handled::BrokerLost => break,
-                Handled::Abandoned => {
-                    close(&connection, &channel).await;
-                    return;
-                }
+        };
+        match ended {
+            Handled::Abandoned => {
+                close(&connection, &channel).await;
+                return;
             }
-            if broken {
-                break;
-            }
+            Handled::BrokerLost | Handled::Acked => {}
         }
         amqp::close_connection(&connection, "reconnecting").await;
     }
@@ -101,110 +202,113 @@ async fn close(connection: &Connection, channel: &Channel) {
     info!("consumer stopped");
 }
 
-async fn handle_batch(
-    hub: &Arc<Hub>,
-    rejections: &Channel,
-    batch: &[Delivery],
-    arrived: Instant,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Handled {
+/// Apply one batch's bodies, in one transaction where it can: one fate per
+/// body, or `None` when shutdown came while a dependency was down. A
+/// dependency that is down is waited for; a batch that fails as a whole (or
+/// panics) is applied again one message at a time, so only the culprit
+/// suffers.
+async fn apply(
+    hub: Arc<Hub>,
+    bodies: Vec<Vec<u8>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<Vec<Fate>> {
     let mut waits = backoff::backoff();
     loop {
-        // A panic in processing is a defect like any other: caught, and the
-        // batch retried one message at a time so only the culprit suffers.
+        // A panic in processing is a defect like any other: caught here.
         let outcome = {
             let hub = hub.clone();
-            let bodies: Vec<Vec<u8>> = batch.iter().map(|d| d.data.clone()).collect();
+            let bodies = bodies.clone();
             tokio::spawn(async move {
                 let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
                 hub.process_batch(&refs).await
             })
             .await
         };
-        let outcomes = match outcome {
-            Ok(Ok(outcomes)) => outcomes,
+        return Some(match outcome {
+            Ok(Ok(fates)) => fates,
             Ok(Err(ProcessError::Transient(e))) => {
                 hub.metrics.transient();
                 let wait = waits.next().unwrap_or_default();
                 warn!(error = %e, ?wait, "a dependency is down; the messages wait");
-                if !backoff::sleep_unless_stopped(wait, shutdown).await {
-                    return Handled::Abandoned;
+                if !backoff::sleep_unless_stopped(wait, &mut shutdown).await {
+                    return None;
                 }
                 continue;
             }
-            Ok(Err(ProcessError::Failed(e))) if batch.len() == 1 => vec![Fate::Failed(e)],
-            Err(panic) if batch.len() == 1 => {
+            Ok(Err(ProcessError::Failed(e))) if bodies.len() == 1 => vec![Fate::Failed(e)],
+            Err(panic) if bodies.len() == 1 => {
                 vec![Fate::Failed(anyhow::anyhow!(
                     "processing panicked: {panic}"
                 ))]
             }
             Ok(Err(ProcessError::Failed(_))) | Err(_) => {
-                for delivery in batch {
-                    match Box::pin(handle_batch(
-                        hub,
-                        rejections,
-                        std::slice::from_ref(delivery),
-                        arrived,
-                        shutdown,
-                    ))
-                    .await
-                    {
-                        Handled::Acked => {}
-                        other => return other,
-                    }
+                let mut fates = Vec::with_capacity(bodies.len());
+                for body in &bodies {
+                    let one = Box::pin(apply(hub.clone(), vec![body.clone()], shutdown.clone()));
+                    fates.extend(one.await?);
                 }
-                return Handled::Acked;
+                fates
             }
-        };
-        // Rejections and hand-backs are settled one by one as they come; the
-        // rest is acked at the end with one `multiple` ack up to the highest
-        // of them (everything below it on the channel is settled by then).
-        let mut last_ackable: Option<&Delivery> = None;
-        for (delivery, outcome) in batch.iter().zip(outcomes) {
-            // On a connection that just died, an ack or a confirm can wait
-            // forever: give up and reconnect; the broker redelivers, the inbox
-            // recognises what was committed.
-            match tokio::time::timeout(
-                SETTLE_TIMEOUT,
-                settle(hub, rejections, delivery, outcome, arrived, shutdown),
-            )
-            .await
-            {
-                Ok(Ok(Settled::Ackable)) => {
-                    if last_ackable.is_none_or(|last| last.delivery_tag < delivery.delivery_tag) {
-                        last_ackable = Some(delivery);
-                    }
-                }
-                Ok(Ok(Settled::Done)) => {}
-                Ok(Err(Unsettled::Broker(e))) => {
-                    warn!(error = %e, "broker lost while settling a delivery");
-                    return Handled::BrokerLost;
-                }
-                Ok(Err(Unsettled::Stopped)) => return Handled::Abandoned,
-                Err(_) => {
-                    warn!(
-                        timeout = ?SETTLE_TIMEOUT,
-                        "settling a delivery took too long; reconnecting, the broker redelivers it"
-                    );
-                    return Handled::BrokerLost;
-                }
-            }
-        }
-        if let Some(last) = last_ackable {
-            match tokio::time::timeout(SETTLE_TIMEOUT, ack_up_to(last)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    warn!(error = %e, "broker lost while acking a batch");
-                    return Handled::BrokerLost;
-                }
-                Err(_) => {
-                    warn!(timeout = ?SETTLE_TIMEOUT, "acking a batch took too long; reconnecting");
-                    return Handled::BrokerLost;
-                }
-            }
-        }
-        return Handled::Acked;
+        });
     }
+}
+
+/// Settle a committed batch: rejections and hand-backs one by one as they
+/// come, the rest with one `multiple` ack up to the highest of them
+/// (everything below it on the channel is settled by then).
+async fn settle_batch(
+    hub: &Hub,
+    rejections: &Channel,
+    batch: &[Delivery],
+    fates: Vec<Fate>,
+    arrived: Instant,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Handled {
+    let mut last_ackable: Option<&Delivery> = None;
+    for (delivery, outcome) in batch.iter().zip(fates) {
+        // On a connection that just died, an ack or a confirm can wait
+        // forever: give up and reconnect; the broker redelivers, the inbox
+        // recognises what was committed.
+        match tokio::time::timeout(
+            SETTLE_TIMEOUT,
+            settle(hub, rejections, delivery, outcome, arrived, shutdown),
+        )
+        .await
+        {
+            Ok(Ok(Settled::Ackable)) => {
+                if last_ackable.is_none_or(|last| last.delivery_tag < delivery.delivery_tag) {
+                    last_ackable = Some(delivery);
+                }
+            }
+            Ok(Ok(Settled::Done)) => {}
+            Ok(Err(Unsettled::Broker(e))) => {
+                warn!(error = %e, "broker lost while settling a delivery");
+                return Handled::BrokerLost;
+            }
+            Ok(Err(Unsettled::Stopped)) => return Handled::Abandoned,
+            Err(_) => {
+                warn!(
+                    timeout = ?SETTLE_TIMEOUT,
+                    "settling a delivery took too long; reconnecting, the broker redelivers it"
+                );
+                return Handled::BrokerLost;
+            }
+        }
+    }
+    if let Some(last) = last_ackable {
+        match tokio::time::timeout(SETTLE_TIMEOUT, ack_up_to(last)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "broker lost while acking a batch");
+                return Handled::BrokerLost;
+            }
+            Err(_) => {
+                warn!(timeout = ?SETTLE_TIMEOUT, "acking a batch took too long; reconnecting");
+                return Handled::BrokerLost;
+            }
+        }
+    }
+    Handled::Acked
 }
 
 /// What settling one delivery left to do.

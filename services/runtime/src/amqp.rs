@@ -236,6 +236,11 @@ pub async fn next_batch(
     max: usize,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Next {
+    // A stop already seen (by a caller's other wait on this receiver) is
+    // not announced again by `changed`.
+    if *shutdown.borrow() {
+        return Next::Stopped;
+    }
     let first = loop {
         tokio::select! {
             next = consumer.next() => break next,

@@ -35,6 +35,9 @@ pub struct AmqpSettings {
     /// Consumers in one process, each with its own channel and transaction:
     /// while one batch commits, the next is being applied.
     pub consumers: u16,
+    /// Batches one consumer applies at once while a backlog lasts (each in
+    /// its own transaction, settled in order); 1: one at a time.
+    pub pipeline: u16,
     /// The hub rejects a message as `poison` once `x-delivery-count` reaches this.
     pub poison_after: u32,
     /// The broker's own last-resort limit (`x-delivery-limit`); above `poison_after`.
@@ -82,6 +85,7 @@ impl AmqpSettings {
         ensure(self.prefetch >= 1, "amqp.prefetch", "must be at least 1")?;
         ensure(self.batch >= 1, "amqp.batch", "must be at least 1")?;
         ensure(self.consumers >= 1, "amqp.consumers", "must be at least 1")?;
+        ensure(self.pipeline >= 1, "amqp.pipeline", "must be at least 1")?;
         ensure(
             self.poison_after >= 1,
             "amqp.poison_after",
@@ -258,6 +262,8 @@ impl fmt::Debug for AmqpSettings {
             .field("queue", &self.queue)
             .field("prefetch", &self.prefetch)
             .field("batch", &self.batch)
+            .field("consumers", &self.consumers)
+            .field("pipeline", &self.pipeline)
             .finish_non_exhaustive()
     }
 }
