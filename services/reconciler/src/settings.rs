@@ -221,7 +221,7 @@ mod tests {
         let settings = Settings::defaults();
         let env = settings.environment();
         let value = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        assert_eq!(value("DYNZERO__AMQP__PREFETCH").as_deref(), Some("1024"));
+        assert_eq!(value("DYNZERO__AMQP__PREFETCH").as_deref(), Some("2048"));
         assert_eq!(value("DYNZERO__AMQP__BATCH").as_deref(), Some("512"));
         assert_eq!(
             value("DYNZERO__RULES__MINIMUM_WAGE_YUAN").as_deref(),
