@@ -932,13 +932,7 @@ async fn a_later_batch_commits_while_an_earlier_one_waits_and_is_acked_only_afte
         "nothing settled while the first batch waits"
     );
 
-    proxy.cut();
-    eventually(
-        Duration::from_secs(10),
-        "the hub's connections reset",
-        || async { (proxy.active_connections() == 0).then_some(()) },
-    )
-    .await;
+    proxy.cut_and_wait().await;
     proxy.restore();
     sqlx::query("SELECT pg_advisory_unlock_all()")
         .execute(&mut *holder)

@@ -95,6 +95,18 @@ impl TcpProxy {
         self.cut.send_replace(true);
     }
 
+    /// [`cut`](Self::cut), then wait until every forwarded connection is
+    /// gone (the client has seen its reset).
+    pub async fn cut_and_wait(&self) {
+        self.cut();
+        crate::eventually::eventually(
+            Duration::from_secs(10),
+            "the proxied connections reset",
+            || async { (self.active_connections() == 0).then_some(()) },
+        )
+        .await;
+    }
+
     /// Forwards new connections again, on the same port.
     pub fn restore(&self) {
         self.cut.send_replace(false);
