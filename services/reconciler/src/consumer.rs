@@ -51,7 +51,9 @@ impl Flight {
                 hub.metrics.redelivered();
             }
         }
-        let bodies: Vec<Vec<u8>> = batch.iter().map(|d| d.data.clone()).collect();
+        // One copy of the bodies, shared by every attempt to apply them (the
+        // deliveries keep theirs for settling).
+        let bodies: Arc<[Vec<u8>]> = batch.iter().map(|d| d.data.clone()).collect();
         let fates = tokio::spawn(apply(hub.clone(), bodies, shutdown.clone()));
         Self {
             batch,
@@ -209,7 +211,7 @@ async fn close(connection: &Connection, channel: &Channel) {
 /// suffers.
 async fn apply(
     hub: Arc<Hub>,
-    bodies: Vec<Vec<u8>>,
+    bodies: Arc<[Vec<u8>]>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Option<Vec<Fate>> {
     let mut waits = backoff::backoff();
@@ -217,7 +219,7 @@ async fn apply(
         // A panic in processing is a defect like any other: caught here.
         let outcome = {
             let hub = hub.clone();
-            let bodies = bodies.clone();
+            let bodies = Arc::clone(&bodies);
             tokio::spawn(async move {
                 let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
                 hub.process_batch(&refs).await
@@ -243,8 +245,12 @@ async fn apply(
             }
             Ok(Err(ProcessError::Failed(_))) | Err(_) => {
                 let mut fates = Vec::with_capacity(bodies.len());
-                for body in &bodies {
-                    let one = Box::pin(apply(hub.clone(), vec![body.clone()], shutdown.clone()));
+                for body in bodies.iter() {
+                    let one = Box::pin(apply(
+                        hub.clone(),
+                        Arc::from([body.clone()]),
+                        shutdown.clone(),
+                    ));
                     fates.extend(one.await?);
                 }
                 fates
