@@ -959,6 +959,116 @@ async fn a_later_batch_commits_while_an_earlier_one_waits_and_is_acked_only_afte
     pool.close().await;
 }
 
+/// A batch taken while another is in flight leaves out the messages that
+/// name someone the batch in flight names: they wait (without a
+/// transaction) until it lands, while the rest commit. The acks go only as
+/// far as every delivery before them has committed, and once the first
+/// batch lands nothing is left unacked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_naming_someone_in_flight_waits_for_that_batch_and_nothing_stays_unacked() {
+    let db = fresh_database().await;
+    let mut settings = test_settings(db.url(), &amqp_url());
+    // Batches of one are always full: every batch is a backlog's.
+    settings.amqp.batch = 1;
+    settings.amqp.prefetch = 4;
+    settings.amqp.pipeline = 2;
+    let fixture = Fixture::with(db, settings).await;
+    let pool = fixture.db.pool().await;
+    let born = chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap();
+    let held = dynzero_simulator::id_number("210302", born, true, 41);
+    let passing = dynzero_simulator::id_number("210302", born, false, 42);
+    let mut holder = pool.acquire().await.expect("a connection");
+    assert!(
+        person_lock_free(&mut holder, &held).await,
+        "the test holds the first person's lock"
+    );
+    let message = |id: &str, household: &str, person: &str| {
+        (
+            "household.registered".to_string(),
+            event(
+                id,
+                "household.registered",
+                registration(household, person, "王伟"),
+            )
+            .to_string()
+            .into_bytes(),
+        )
+    };
+    fixture
+        .publish(&[
+            message("held-1", "H-FIRST", &held),
+            // Names the person of the batch in flight: it must wait.
+            message("held-2", "H-MOVED", &held),
+            message("held-3", "H-PASSES", &passing),
+        ])
+        .await;
+    let hub = fixture.start().await;
+    let exists = |household: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM household WHERE household_id = $1)",
+            )
+            .bind(household)
+            .fetch_one(&pool)
+            .await
+            .expect("reading household")
+        }
+    };
+    eventually(
+        Duration::from_secs(60),
+        "the third message committed while the first waits on its lock",
+        || async { exists("H-PASSES").await.then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        hub.hub.metrics.held_back_count(),
+        1,
+        "the second message was held back"
+    );
+    // Without holding it back, it would fill the second batch in flight,
+    // waiting on the same lock, and the third could not start at all.
+    assert!(
+        !exists("H-MOVED").await,
+        "the held message is not applied yet"
+    );
+    assert!(!exists("H-FIRST").await, "the first batch still waits");
+    assert_eq!(
+        hub.hub.metrics.processed_count(),
+        0,
+        "nothing settled while the first batch waits"
+    );
+
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(&mut *holder)
+        .await
+        .expect("letting go");
+    eventually(Duration::from_secs(60), "all three applied", || async {
+        (hub.hub.metrics.processed_count() == 3).then_some(())
+    })
+    .await;
+    assert!(exists("H-FIRST").await && exists("H-MOVED").await);
+    assert_eq!(hub.hub.metrics.redeliveries_count(), 0);
+    hub.stop().await;
+    // Unacked deliveries would be back in the queue now that the hub is gone.
+    let queue = fixture
+        .broker
+        .channel()
+        .queue_declare(
+            fixture.settings.amqp.queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("the hub's queue");
+    assert_eq!(queue.message_count(), 0, "every delivery was acked");
+    drop(holder);
+    pool.close().await;
+}
+
 /// Whether `connection` can take a person's lock (the hub's person lock
 /// space); if it can, it holds it (session level) until it lets go.
 async fn person_lock_free(connection: &mut sqlx::PgConnection, person: &str) -> bool {

@@ -4,6 +4,7 @@
 pub mod canonical;
 pub mod event_type;
 pub mod inbound;
+pub mod named;
 pub mod outbound;
 pub mod pii;
 pub mod rejection;

@@ -1,18 +1,28 @@
 //! Consumes `dynzero.reconciler`: each delivery is applied in one transaction
 //! and acknowledged only after that commits (or after its rejection is
 //! confirmed on `dynzero.rejected`).
+//!
+//! While a backlog lasts, up to `amqp.pipeline` batches are in flight at
+//! once; a new batch takes only the messages that name no one a batch in
+//! flight names ([`crate::schedule`]), and acks go only as far as every
+//! delivery before them has committed ([`crate::ledger`]).
 
 use crate::amqp::{self, PublishError};
 use crate::hub::{Fate, Hub, ProcessError};
+use crate::ledger::Ledger;
+use crate::schedule::Schedule;
 use crate::store;
+use crate::store::locks::MOST_PERSON_LOCKS;
 use chrono::{DateTime, Utc};
+use dynzero_contracts::named::named;
 use dynzero_contracts::rejection::{Reason, Rejection};
-use dynzero_runtime::amqp::{Next, Session, consume, next_batch, open_or_wait};
+use dynzero_runtime::amqp::{Next, Session, arrived, consume, next_batch, open_or_wait};
 use dynzero_runtime::backoff::{self, Reconnect};
 use dynzero_runtime::fault::{self, Fault};
+use lapin::Acker;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
-use lapin::{Channel, Connection};
+use lapin::{Channel, Connection, Consumer};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
@@ -23,6 +33,12 @@ use tracing::{info, warn};
 /// How long acking or rejecting one delivery may take before the connection
 /// is taken for dead.
 const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The most people one batch names (as its messages say: a registration's
+/// earlier members come on top), so that its transaction locks each person
+/// and not whole regions, which would make every other batch wait for it
+/// (`store::locks`).
+const MOST_PEOPLE: usize = MOST_PERSON_LOCKS - MOST_PERSON_LOCKS / 8;
 
 /// What became of one delivery.
 enum Handled {
@@ -69,6 +85,7 @@ impl Flight {
         joined: Result<Option<Vec<Fate>>, JoinError>,
         hub: &Hub,
         rejections: &Channel,
+        ledger: &mut Ledger<Acker>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Handled {
         let fates = match joined {
@@ -80,7 +97,66 @@ impl Flight {
                 return Handled::BrokerLost;
             }
         };
-        settle_batch(hub, rejections, &self.batch, fates, self.arrived, shutdown).await
+        settle_batch(
+            hub,
+            rejections,
+            &self.batch,
+            fates,
+            self.arrived,
+            ledger,
+            shutdown,
+        )
+        .await
+    }
+}
+
+/// The batches of one channel: those in flight, oldest first, the messages
+/// waiting for a batch, and what acks the committed ones.
+struct Flights {
+    in_flight: VecDeque<Flight>,
+    schedule: Schedule<Delivery>,
+    ledger: Ledger<Acker>,
+}
+
+impl Flights {
+    /// Deliveries handed out: they wait for a batch.
+    fn arrive(&mut self, deliveries: Vec<Delivery>) {
+        for delivery in deliveries {
+            self.ledger
+                .open(delivery.delivery_tag, delivery.acker.clone());
+            let names = named(&delivery.data);
+            self.schedule.arrive(delivery, &names);
+        }
+    }
+
+    /// Start the next batch, if any waiting message can go; true if one did.
+    fn start_next(&mut self, hub: &Arc<Hub>, max: usize, shutdown: &watch::Receiver<bool>) -> bool {
+        let batch = self.schedule.take(max, MOST_PEOPLE);
+        hub.metrics.held_back(self.schedule.held_back());
+        if batch.is_empty() {
+            return false;
+        }
+        self.in_flight
+            .push_back(Flight::start(hub, batch, shutdown));
+        true
+    }
+
+    /// Settle the oldest batch, once `joined` says what became of it.
+    async fn land_oldest(
+        &mut self,
+        joined: Result<Option<Vec<Fate>>, JoinError>,
+        hub: &Hub,
+        rejections: &Channel,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Handled {
+        let oldest = self
+            .in_flight
+            .pop_front()
+            .expect("a batch in flight landed");
+        self.schedule.landed();
+        oldest
+            .land(joined, hub, rejections, &mut self.ledger, shutdown)
+            .await
     }
 }
 
@@ -104,6 +180,8 @@ enum Event {
 pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     let settings = &hub.settings.amqp;
     let mut reconnect = Reconnect::new();
+    // Kept across connections for its hints of who lives where.
+    let mut schedule: Schedule<Delivery> = Schedule::default();
     while !*shutdown.borrow() {
         let session = async {
             let session = consume(
@@ -130,15 +208,31 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
         info!(queue = %settings.queue, "consuming");
         let max = usize::from(settings.batch.min(settings.prefetch));
         let depth = usize::from(settings.pipeline.max(1));
-        let mut flights: VecDeque<Flight> = VecDeque::new();
+        let mut flights = Flights {
+            in_flight: VecDeque::new(),
+            schedule: std::mem::take(&mut schedule),
+            ledger: Ledger::default(),
+        };
         // Whether the last batch taken was full: a backlog, worth a batch
         // more in flight. Below that, one batch at a time keeps batches
         // large and latency low.
         let mut backlog = false;
         let mut broken = false;
+        // A batch landed since messages were last held back: they may go now.
+        let mut freed = false;
         let ended = loop {
-            let room = !broken && flights.len() < if backlog { depth } else { 1 };
-            let event = match flights.front_mut() {
+            let limit = if backlog { depth } else { 1 };
+            let room = !broken && flights.in_flight.len() < limit;
+            if room && flights.schedule.waiting() > 0 && (freed || flights.in_flight.is_empty()) {
+                // Messages held back behind a batch that has landed go at
+                // once, with whatever else has arrived.
+                freed = false;
+                broken = take_arrived(&mut consumer, &mut flights, max);
+                if flights.start_next(&hub, max, &shutdown) {
+                    continue;
+                }
+            }
+            let event = match flights.in_flight.front_mut() {
                 None if room => Event::Taken(next_batch(&mut consumer, max, &mut shutdown).await),
                 // The channel broke and everything taken has landed: reconnect.
                 None => break Handled::BrokerLost,
@@ -156,35 +250,40 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                 }) => {
                     backlog = deliveries.len() >= max;
                     broken = channel_broke;
-                    flights.push_back(Flight::start(&hub, deliveries, &shutdown));
+                    flights.arrive(deliveries);
+                    flights.start_next(&hub, max, &shutdown);
                 }
                 Event::Taken(Next::Stopped) => {
-                    // What is in flight lands first, so a clean stop leaves
-                    // nothing committed unacked.
-                    while let Some(mut oldest) = flights.pop_front() {
-                        let joined = (&mut oldest.fates).await;
-                        if let Handled::Acked =
-                            oldest.land(joined, &hub, &rejections, &mut shutdown).await
-                        {
-                            processed.notify_one();
-                        } else {
-                            break;
-                        }
-                    }
-                    break Handled::Abandoned;
+                    // What is in flight lands first, then what waited for
+                    // it, so a clean stop leaves nothing committed unacked.
+                    break stop(
+                        &mut flights,
+                        &hub,
+                        &rejections,
+                        &processed,
+                        max,
+                        &mut shutdown,
+                    )
+                    .await;
                 }
                 // What is in flight commits or not; unacked, it comes again
                 // and the inbox knows what committed.
                 Event::Taken(Next::Lost) => break Handled::BrokerLost,
                 Event::Landed(joined) => {
-                    let oldest = flights.pop_front().expect("the flight that landed");
-                    match oldest.land(joined, &hub, &rejections, &mut shutdown).await {
+                    freed = true;
+                    match flights
+                        .land_oldest(joined, &hub, &rejections, &mut shutdown)
+                        .await
+                    {
                         Handled::Acked => processed.notify_one(),
                         other => break other,
                     }
                 }
             }
         };
+        // What waited is handed out again on the next connection.
+        flights.schedule.reset();
+        schedule = flights.schedule;
         match ended {
             Handled::Abandoned => {
                 close(&connection, &channel).await;
@@ -193,6 +292,41 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
             Handled::BrokerLost | Handled::Acked => {}
         }
         amqp::close_connection(&connection, "reconnecting").await;
+    }
+}
+
+/// Add what has already arrived to the waiting messages, without waiting;
+/// true when the consumer failed right after it.
+fn take_arrived(consumer: &mut Consumer, flights: &mut Flights, max: usize) -> bool {
+    let mut deliveries = Vec::new();
+    let room = max.saturating_sub(flights.schedule.waiting());
+    let broken = arrived(consumer, &mut deliveries, room);
+    flights.arrive(deliveries);
+    broken
+}
+
+/// Shutdown: land every batch in flight, then apply what waited for them;
+/// `Abandoned` (the connection is closed, what is left comes again).
+async fn stop(
+    flights: &mut Flights,
+    hub: &Arc<Hub>,
+    rejections: &Channel,
+    processed: &Notify,
+    max: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Handled {
+    loop {
+        if flights.in_flight.is_empty() && !flights.start_next(hub, max, shutdown) {
+            return Handled::Abandoned;
+        }
+        let Some(oldest) = flights.in_flight.front_mut() else {
+            return Handled::Abandoned;
+        };
+        let joined = (&mut oldest.fates).await;
+        match flights.land_oldest(joined, hub, rejections, shutdown).await {
+            Handled::Acked => processed.notify_one(),
+            _ => return Handled::Abandoned,
+        }
     }
 }
 
@@ -260,17 +394,17 @@ async fn apply(
 }
 
 /// Settle a committed batch: rejections and hand-backs one by one as they
-/// come, the rest with one `multiple` ack up to the highest of them
-/// (everything below it on the channel is settled by then).
+/// come, the rest with one `multiple` ack as far as the `ledger` allows
+/// (up to the last committed delivery before the first still open).
 async fn settle_batch(
     hub: &Hub,
     rejections: &Channel,
     batch: &[Delivery],
     fates: Vec<Fate>,
     arrived: Instant,
+    ledger: &mut Ledger<Acker>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Handled {
-    let mut last_ackable: Option<&Delivery> = None;
     for (delivery, outcome) in batch.iter().zip(fates) {
         // On a connection that just died, an ack or a confirm can wait
         // forever: give up and reconnect; the broker redelivers, the inbox
@@ -281,12 +415,8 @@ async fn settle_batch(
         )
         .await
         {
-            Ok(Ok(Settled::Ackable)) => {
-                if last_ackable.is_none_or(|last| last.delivery_tag < delivery.delivery_tag) {
-                    last_ackable = Some(delivery);
-                }
-            }
-            Ok(Ok(Settled::Done)) => {}
+            Ok(Ok(Settled::Ackable)) => ledger.committed(delivery.delivery_tag),
+            Ok(Ok(Settled::Done)) => ledger.settled(delivery.delivery_tag),
             Ok(Err(Unsettled::Broker(e))) => {
                 warn!(error = %e, "broker lost while settling a delivery");
                 return Handled::BrokerLost;
@@ -301,8 +431,8 @@ async fn settle_batch(
             }
         }
     }
-    if let Some(last) = last_ackable {
-        match tokio::time::timeout(SETTLE_TIMEOUT, ack_up_to(last)).await {
+    if let Some(last) = ledger.advance() {
+        match tokio::time::timeout(SETTLE_TIMEOUT, ack_up_to(&last)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 warn!(error = %e, "broker lost while acking a batch");
@@ -326,8 +456,8 @@ enum Settled {
 }
 
 /// Ack `last` and every delivery before it on its channel not yet settled.
-async fn ack_up_to(last: &Delivery) -> Result<(), PublishError> {
-    last.acker.ack(BasicAckOptions { multiple: true }).await?;
+async fn ack_up_to(last: &Acker) -> Result<(), PublishError> {
+    last.ack(BasicAckOptions { multiple: true }).await?;
     Ok(())
 }
 

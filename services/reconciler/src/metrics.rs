@@ -19,6 +19,9 @@ pub const BATCH_SIZE: &str = "dynzero_reconciler_batch_messages";
 pub const PROCESSING_LATENCY: &str = "dynzero_reconciler_processing_latency_seconds";
 /// Deliveries the broker marked redelivered or that carry `x-delivery-count > 0`.
 pub const REDELIVERIES: &str = "dynzero_reconciler_redeliveries_total";
+/// Messages a batch left waiting because a batch in flight names the same
+/// people or households (each counted once, however long it waited).
+pub const HELD_BACK: &str = "dynzero_reconciler_messages_held_back_total";
 /// Rows waiting in the outbox, sampled by the processes that run the relay.
 pub const OUTBOX_ROWS: &str = "dynzero_outbox_rows";
 /// Age of the oldest outbox row (0 when empty), sampled with [`OUTBOX_ROWS`].
@@ -44,6 +47,7 @@ pub struct Metrics {
     from_event_time: Histogram,
     from_arrival: Histogram,
     redeliveries: AtomicU64,
+    held_back: AtomicU64,
     /// False until a relay sampled the outbox: a process without one does
     /// not report an outbox it never looked at.
     outbox_sampled: AtomicBool,
@@ -66,6 +70,7 @@ impl Default for Metrics {
             from_event_time: Histogram::new(LATENCY_BUCKETS),
             from_arrival: Histogram::new(LATENCY_BUCKETS),
             redeliveries: Default::default(),
+            held_back: Default::default(),
             outbox_sampled: Default::default(),
             outbox_rows: Default::default(),
             outbox_oldest_age_ms: Default::default(),
@@ -107,6 +112,12 @@ impl Metrics {
     }
     pub fn redelivered(&self) {
         self.redeliveries.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn held_back(&self, messages: u64) {
+        self.held_back.fetch_add(messages, Ordering::Relaxed);
+    }
+    pub fn held_back_count(&self) -> u64 {
+        self.held_back.load(Ordering::Relaxed)
     }
     pub fn redeliveries_count(&self) -> u64 {
         self.redeliveries.load(Ordering::Relaxed)
@@ -180,6 +191,7 @@ impl Metrics {
         line(TRANSIENT_ERRORS, "", self.transient.load(Ordering::Relaxed));
         line(BATCHES_ONE_BY_ONE, "", self.one_by_one_count());
         line(REDELIVERIES, "", self.redeliveries_count());
+        line(HELD_BACK, "", self.held_back_count());
         if self.outbox_sampled.load(Ordering::Relaxed) {
             line(OUTBOX_ROWS, "", self.outbox_rows.load(Ordering::Relaxed));
             let age = self.outbox_oldest_age_ms.load(Ordering::Relaxed) as f64 / 1000.0;

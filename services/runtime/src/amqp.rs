@@ -263,16 +263,20 @@ pub async fn next_batch(
         }
     };
     let mut deliveries = vec![first];
-    let mut broken = false;
+    let broken = arrived(consumer, &mut deliveries, max);
+    Next::Batch { deliveries, broken }
+}
+
+/// Add to `deliveries` what has already arrived, without waiting, up to
+/// `max` in all; true when the consumer failed right after them (reconnect
+/// once they are settled).
+pub fn arrived(consumer: &mut Consumer, deliveries: &mut Vec<Delivery>, max: usize) -> bool {
     while deliveries.len() < max {
         match consumer.next().now_or_never() {
             Some(Some(Ok(delivery))) => deliveries.push(delivery),
-            Some(Some(Err(_)) | None) => {
-                broken = true;
-                break;
-            }
+            Some(Some(Err(_)) | None) => return true,
             None => break,
         }
     }
-    Next::Batch { deliveries, broken }
+    false
 }

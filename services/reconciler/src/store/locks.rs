@@ -17,7 +17,7 @@ use super::Tx;
 const REGION_LOCK_SPACE: i32 = 0x647a;
 const PERSON_LOCK_SPACE: i32 = 0x647b;
 const REGIONS: u32 = 1024;
-const MOST_PERSON_LOCKS: usize = 512;
+pub const MOST_PERSON_LOCKS: usize = 512;
 
 /// A person's lock key: FNV-1a, stable across processes and versions
 /// (unlike std's hasher), in 31 bits. The database computes the same
