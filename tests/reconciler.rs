@@ -865,30 +865,46 @@ async fn a_batch_locks_its_people_the_members_a_registration_drops_and_their_hou
     db.drop_database().await;
 }
 
-/// While a backlog lasts, a consumer applies the next batch while an
-/// earlier one still waits (`amqp.pipeline`), but settles it only after
-/// the earlier one: cut from the broker before the earlier commits, both
-/// come again, the later one although it committed long before.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_later_batch_commits_while_an_earlier_one_waits_and_is_acked_only_after_it() {
-    let db = fresh_database().await;
-    let proxy = TcpProxy::start(amqp_addr()).expect("a proxy in front of RabbitMQ");
-    let mut settings = test_settings(db.url(), &amqp_url_via(proxy.port()));
-    // Batches of one are always full: every batch is a backlog's.
-    settings.amqp.batch = 1;
-    settings.amqp.prefetch = 4;
-    settings.amqp.pipeline = 2;
-    let fixture = Fixture::with(db, settings).await;
-    let pool = fixture.db.pool().await;
-    let born = chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap();
-    let waiting = dynzero_simulator::id_number("210302", born, true, 31);
-    let passing = dynzero_simulator::id_number("210302", born, false, 32);
-    let mut holder = pool.acquire().await.expect("a connection");
-    assert!(
-        person_lock_free(&mut holder, &waiting).await,
-        "the test holds the first person's lock"
-    );
-    let message = |id: &str, household: &str, person: &str| {
+/// Batches of one (always full, so every batch is a backlog's), two in
+/// flight, and the lock of one person held by the test: a batch naming
+/// them waits until the test lets go.
+struct OneLockHeld {
+    fixture: Fixture,
+    pool: sqlx::PgPool,
+    holder: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    /// Whose lock the test holds, and someone else.
+    held: String,
+    free: String,
+}
+
+impl OneLockHeld {
+    async fn new(amqp_url: &str, people: (u32, u32)) -> Self {
+        let db = fresh_database().await;
+        let mut settings = test_settings(db.url(), amqp_url);
+        settings.amqp.batch = 1;
+        settings.amqp.prefetch = 4;
+        settings.amqp.pipeline = 2;
+        let fixture = Fixture::with(db, settings).await;
+        let pool = fixture.db.pool().await;
+        let born = chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap();
+        let held = dynzero_simulator::id_number("210302", born, true, people.0);
+        let free = dynzero_simulator::id_number("210302", born, false, people.1);
+        let mut holder = pool.acquire().await.expect("a connection");
+        assert!(
+            person_lock_free(&mut holder, &held).await,
+            "the test holds the first person's lock"
+        );
+        Self {
+            fixture,
+            pool,
+            holder,
+            held,
+            free,
+        }
+    }
+
+    /// A registration of `household` with `person` alone.
+    fn registration(id: &str, household: &str, person: &str) -> (String, Vec<u8>) {
         (
             "household.registered".to_string(),
             event(
@@ -899,33 +915,48 @@ async fn a_later_batch_commits_while_an_earlier_one_waits_and_is_acked_only_afte
             .to_string()
             .into_bytes(),
         )
-    };
-    fixture
+    }
+
+    async fn committed(&self, household: &str) -> bool {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM household WHERE household_id = $1)",
+        )
+        .bind(household)
+        .fetch_one(&self.pool)
+        .await
+        .expect("reading household")
+    }
+
+    async fn let_go(&mut self) {
+        sqlx::query("SELECT pg_advisory_unlock_all()")
+            .execute(&mut *self.holder)
+            .await
+            .expect("letting go");
+    }
+}
+
+/// While a backlog lasts, a consumer applies the next batch while an
+/// earlier one still waits (`amqp.pipeline`), but settles it only after
+/// the earlier one: cut from the broker before the earlier commits, both
+/// come again, the later one although it committed long before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_batch_commits_while_an_earlier_one_waits_and_is_acked_only_after_it() {
+    let proxy = TcpProxy::start(amqp_addr()).expect("a proxy in front of RabbitMQ");
+    let mut t = OneLockHeld::new(&amqp_url_via(proxy.port()), (31, 32)).await;
+    t.fixture
         .publish(&[
-            message("pipe-1", "H-WAITS", &waiting),
-            message("pipe-2", "H-PASSES", &passing),
+            OneLockHeld::registration("pipe-1", "H-WAITS", &t.held),
+            OneLockHeld::registration("pipe-2", "H-PASSES", &t.free),
         ])
         .await;
-    let hub = fixture.start().await;
-    let committed = |household: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM household WHERE household_id = $1)",
-            )
-            .bind(household)
-            .fetch_one(&pool)
-            .await
-            .expect("reading household")
-        }
-    };
+    let hub = t.fixture.start().await;
     eventually(
         Duration::from_secs(60),
         "the second batch committed while the first waits",
-        || async { committed("H-PASSES").await.then_some(()) },
+        || async { t.committed("H-PASSES").await.then_some(()) },
     )
     .await;
-    assert!(!committed("H-WAITS").await, "the first batch still waits");
+    assert!(!t.committed("H-WAITS").await, "the first batch still waits");
     assert_eq!(
         hub.hub.metrics.processed_count(),
         0,
@@ -934,10 +965,7 @@ async fn a_later_batch_commits_while_an_earlier_one_waits_and_is_acked_only_afte
 
     proxy.cut_and_wait().await;
     proxy.restore();
-    sqlx::query("SELECT pg_advisory_unlock_all()")
-        .execute(&mut *holder)
-        .await
-        .expect("letting go");
+    t.let_go().await;
     // The first batch's ack (and the second's after it) may still be
     // written to the dead socket before the hub notices the cut: settled
     // counts say nothing here. What the broker hands out again does.
@@ -945,7 +973,8 @@ async fn a_later_batch_commits_while_an_earlier_one_waits_and_is_acked_only_afte
         Duration::from_secs(60),
         "both messages came again and the first committed",
         || async {
-            (hub.hub.metrics.redeliveries_count() >= 2 && committed("H-WAITS").await).then_some(())
+            (hub.hub.metrics.redeliveries_count() >= 2 && t.committed("H-WAITS").await)
+                .then_some(())
         },
     )
     .await;
@@ -954,9 +983,9 @@ async fn a_later_batch_commits_while_an_earlier_one_waits_and_is_acked_only_afte
         2,
         "both came again: the second was not acked before the first committed"
     );
-    drop(holder);
     hub.stop().await;
-    pool.close().await;
+    drop(t.holder);
+    t.pool.close().await;
 }
 
 /// A batch taken while another is in flight leaves out the messages that
@@ -966,59 +995,20 @@ async fn a_later_batch_commits_while_an_earlier_one_waits_and_is_acked_only_afte
 /// batch lands nothing is left unacked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_naming_someone_in_flight_waits_for_that_batch_and_nothing_stays_unacked() {
-    let db = fresh_database().await;
-    let mut settings = test_settings(db.url(), &amqp_url());
-    // Batches of one are always full: every batch is a backlog's.
-    settings.amqp.batch = 1;
-    settings.amqp.prefetch = 4;
-    settings.amqp.pipeline = 2;
-    let fixture = Fixture::with(db, settings).await;
-    let pool = fixture.db.pool().await;
-    let born = chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap();
-    let held = dynzero_simulator::id_number("210302", born, true, 41);
-    let passing = dynzero_simulator::id_number("210302", born, false, 42);
-    let mut holder = pool.acquire().await.expect("a connection");
-    assert!(
-        person_lock_free(&mut holder, &held).await,
-        "the test holds the first person's lock"
-    );
-    let message = |id: &str, household: &str, person: &str| {
-        (
-            "household.registered".to_string(),
-            event(
-                id,
-                "household.registered",
-                registration(household, person, "王伟"),
-            )
-            .to_string()
-            .into_bytes(),
-        )
-    };
-    fixture
+    let mut t = OneLockHeld::new(&amqp_url(), (41, 42)).await;
+    t.fixture
         .publish(&[
-            message("held-1", "H-FIRST", &held),
+            OneLockHeld::registration("held-1", "H-FIRST", &t.held),
             // Names the person of the batch in flight: it must wait.
-            message("held-2", "H-MOVED", &held),
-            message("held-3", "H-PASSES", &passing),
+            OneLockHeld::registration("held-2", "H-MOVED", &t.held),
+            OneLockHeld::registration("held-3", "H-PASSES", &t.free),
         ])
         .await;
-    let hub = fixture.start().await;
-    let exists = |household: &'static str| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM household WHERE household_id = $1)",
-            )
-            .bind(household)
-            .fetch_one(&pool)
-            .await
-            .expect("reading household")
-        }
-    };
+    let hub = t.fixture.start().await;
     eventually(
         Duration::from_secs(60),
         "the third message committed while the first waits on its lock",
-        || async { exists("H-PASSES").await.then_some(()) },
+        || async { t.committed("H-PASSES").await.then_some(()) },
     )
     .await;
     assert_eq!(
@@ -1029,33 +1019,31 @@ async fn a_message_naming_someone_in_flight_waits_for_that_batch_and_nothing_sta
     // Without holding it back, it would fill the second batch in flight,
     // waiting on the same lock, and the third could not start at all.
     assert!(
-        !exists("H-MOVED").await,
+        !t.committed("H-MOVED").await,
         "the held message is not applied yet"
     );
-    assert!(!exists("H-FIRST").await, "the first batch still waits");
+    assert!(!t.committed("H-FIRST").await, "the first batch still waits");
     assert_eq!(
         hub.hub.metrics.processed_count(),
         0,
         "nothing settled while the first batch waits"
     );
 
-    sqlx::query("SELECT pg_advisory_unlock_all()")
-        .execute(&mut *holder)
-        .await
-        .expect("letting go");
+    t.let_go().await;
     eventually(Duration::from_secs(60), "all three applied", || async {
         (hub.hub.metrics.processed_count() == 3).then_some(())
     })
     .await;
-    assert!(exists("H-FIRST").await && exists("H-MOVED").await);
+    assert!(t.committed("H-FIRST").await && t.committed("H-MOVED").await);
     assert_eq!(hub.hub.metrics.redeliveries_count(), 0);
     hub.stop().await;
     // Unacked deliveries would be back in the queue now that the hub is gone.
-    let queue = fixture
+    let queue = t
+        .fixture
         .broker
         .channel()
         .queue_declare(
-            fixture.settings.amqp.queue.as_str().into(),
+            t.fixture.settings.amqp.queue.as_str().into(),
             lapin::options::QueueDeclareOptions {
                 passive: true,
                 ..Default::default()
@@ -1065,8 +1053,8 @@ async fn a_message_naming_someone_in_flight_waits_for_that_batch_and_nothing_sta
         .await
         .expect("the hub's queue");
     assert_eq!(queue.message_count(), 0, "every delivery was acked");
-    drop(holder);
-    pool.close().await;
+    drop(t.holder);
+    t.pool.close().await;
 }
 
 /// Whether `connection` can take a person's lock (the hub's person lock
