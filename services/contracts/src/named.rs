@@ -1,5 +1,7 @@
-//! Who a message body names, read without checking it: the people and
-//! households a transaction applying it would lock. The consumer schedules
+//! Who a message body names, read without checking it: what a transaction
+//! applying it locks, and a little more (a 低保 change's covered members are
+//! named here, its applicant alone is locked; holding back on more than is
+//! locked only costs a wait). The consumer schedules
 //! batches by it before [`crate::inbound::parse`] runs; nothing here is
 //! trusted, and a body that does not read names no one (it is rejected
 //! later, by the checks that count).

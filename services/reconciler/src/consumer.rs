@@ -319,9 +319,10 @@ async fn stop(
         if flights.in_flight.is_empty() && !flights.start_next(hub, max, shutdown) {
             return Handled::Abandoned;
         }
-        let Some(oldest) = flights.in_flight.front_mut() else {
-            return Handled::Abandoned;
-        };
+        let oldest = flights
+            .in_flight
+            .front_mut()
+            .expect("a batch in flight, or one just started");
         let joined = (&mut oldest.fates).await;
         match flights.land_oldest(joined, hub, rejections, shutdown).await {
             Handled::Acked => processed.notify_one(),
