@@ -878,17 +878,29 @@ struct OneLockHeld {
 }
 
 impl OneLockHeld {
+    /// Batches of one message, two of them in flight.
     async fn new(amqp_url: &str, people: (u32, u32)) -> Self {
+        Self::with_batches(amqp_url, people, 1, 1).await
+    }
+
+    /// Batches of at most `batch` messages, two of them in flight, the second
+    /// once `pipeline_from` messages wait.
+    async fn with_batches(
+        amqp_url: &str,
+        people: (u32, u32),
+        batch: u16,
+        pipeline_from: u16,
+    ) -> Self {
         let db = fresh_database().await;
         let mut settings = test_settings(db.url(), amqp_url);
-        settings.amqp.batch = 1;
-        settings.amqp.prefetch = 4;
+        settings.amqp.batch = batch;
+        settings.amqp.prefetch = 4 * batch;
         settings.amqp.pipeline = 2;
+        settings.amqp.pipeline_from = pipeline_from;
         let fixture = Fixture::with(db, settings).await;
         let pool = fixture.db.pool().await;
-        let born = chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap();
-        let held = dynzero_simulator::id_number("210302", born, true, people.0);
-        let free = dynzero_simulator::id_number("210302", born, false, people.1);
+        let held = person(people.0);
+        let free = person(people.1);
         let mut holder = pool.acquire().await.expect("a connection");
         assert!(
             person_lock_free(&mut holder, &held).await,
@@ -901,6 +913,16 @@ impl OneLockHeld {
             held,
             free,
         }
+    }
+
+    /// Whether a transaction of the hub waits on a lock.
+    async fn hub_waits(&self) -> bool {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("reading pg_locks")
     }
 
     /// A registration of `household` with `person` alone.
@@ -1053,6 +1075,53 @@ async fn a_message_naming_someone_in_flight_waits_for_that_batch_and_nothing_sta
         .await
         .expect("the hub's queue");
     assert_eq!(queue.message_count(), 0, "every delivery was acked");
+    drop(t.holder);
+    t.pool.close().await;
+}
+
+/// A working-age person, told apart by `n`.
+fn person(n: u32) -> String {
+    let born = chrono::NaiveDate::from_ymd_opt(1980, 3, 1).unwrap();
+    dynzero_simulator::id_number("210302", born, n % 2 == 1, n)
+}
+
+/// Beside a batch in flight that was not full, the next batch goes once
+/// `amqp.pipeline_from` messages wait: a rate one batch at a time cannot
+/// keep up with gets a second transaction, not only a full backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_enough_messages_wait_a_batch_goes_beside_one_in_flight_that_was_not_full() {
+    let mut t = OneLockHeld::with_batches(&amqp_url(), (51, 52), 4, 2).await;
+    t.fixture
+        .publish(&[OneLockHeld::registration("beside-1", "H-WAITS", &t.held)])
+        .await;
+    let hub = t.fixture.start().await;
+    eventually(
+        Duration::from_secs(60),
+        "the first batch (one message of at most four) waits on its lock",
+        || async { t.hub_waits().await.then_some(()) },
+    )
+    .await;
+    // One message waiting is not enough for a second batch; two are.
+    let third = person(53);
+    t.fixture
+        .publish(&[
+            OneLockHeld::registration("beside-2", "H-SECOND", &t.free),
+            OneLockHeld::registration("beside-3", "H-THIRD", &third),
+        ])
+        .await;
+    eventually(
+        Duration::from_secs(60),
+        "the two later messages committed beside the batch in flight",
+        || async { (t.committed("H-SECOND").await && t.committed("H-THIRD").await).then_some(()) },
+    )
+    .await;
+    assert!(!t.committed("H-WAITS").await, "the first batch still waits");
+    t.let_go().await;
+    eventually(Duration::from_secs(60), "all three applied", || async {
+        (hub.hub.metrics.processed_count() == 3).then_some(())
+    })
+    .await;
+    hub.stop().await;
     drop(t.holder);
     t.pool.close().await;
 }

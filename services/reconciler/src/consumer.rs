@@ -2,8 +2,9 @@
 //! and acknowledged only after that commits (or after its rejection is
 //! confirmed on `dynzero.rejected`).
 //!
-//! While a backlog lasts, up to `amqp.pipeline` batches are in flight at
-//! once; a new batch takes only the messages that name no one a batch in
+//! Once `amqp.pipeline_from` messages wait while a batch is in flight, the
+//! next batch goes beside it (up to `amqp.pipeline` in flight); a batch
+//! taken beside others takes only the messages that name no one a batch in
 //! flight names ([`crate::schedule`]), and acks go only as far as every
 //! delivery before them has committed ([`crate::ledger`]).
 
@@ -160,6 +161,28 @@ impl Flights {
     }
 }
 
+/// How many batches one consumer applies at once.
+#[derive(Clone, Copy, Debug)]
+struct Depth {
+    /// The most in flight (`amqp.pipeline`).
+    most: usize,
+    /// Messages waiting that start a batch beside one in flight
+    /// (`amqp.pipeline_from`, at most a batch).
+    from: usize,
+}
+
+impl Depth {
+    /// Whether a batch may start, with `in_flight` batches in flight and
+    /// `waiting` messages waiting: at once when none is in flight, beside
+    /// others only once enough wait that a batch more is worth its
+    /// transaction. At a steady rate the one batch in flight takes what
+    /// arrived meanwhile when it lands; a backlog, or a rate it cannot keep
+    /// up with, fills `from` and starts the next.
+    fn may_start(self, in_flight: usize, waiting: usize) -> bool {
+        waiting > 0 && (in_flight == 0 || (in_flight < self.most && waiting >= self.from))
+    }
+}
+
 /// What the consumer waited for.
 enum Event {
     /// A batch taken from the queue (or why none was).
@@ -171,7 +194,8 @@ enum Event {
 /// Consume until `shutdown` turns true, reconnecting to the broker as often as
 /// it takes. `processed` is notified after each commit, to wake the relay.
 ///
-/// While a backlog lasts (the last batch taken was full), up to
+/// Once `amqp.pipeline_from` messages wait while a batch is in flight (a
+/// backlog, or a rate one batch at a time cannot keep up with), up to
 /// `amqp.pipeline` batches are applied at once, each in its own transaction,
 /// so the database commits one while the hub reads and plans the next.
 /// Deliveries are settled in the order they arrived, a batch only after
@@ -207,39 +231,42 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
         } = session;
         info!(queue = %settings.queue, "consuming");
         let max = usize::from(settings.batch.min(settings.prefetch));
-        let depth = usize::from(settings.pipeline.max(1));
+        // Everything the broker has handed out may wait in the schedule:
+        // messages held back behind a batch in flight must not keep out
+        // those that could go beside it.
+        let most_waiting = usize::from(settings.prefetch).max(max);
+        let depth = Depth {
+            most: usize::from(settings.pipeline.max(1)),
+            from: usize::from(settings.pipeline_from.max(1)).min(max),
+        };
         let mut flights = Flights {
             in_flight: VecDeque::new(),
             schedule: std::mem::take(&mut schedule),
             ledger: Ledger::default(),
         };
-        // Whether the last batch taken was full: a backlog, worth a batch
-        // more in flight. Below that, one batch at a time keeps batches
-        // large and latency low.
-        let mut backlog = false;
         let mut broken = false;
-        // A batch landed since messages were last held back: they may go now.
-        let mut freed = false;
         let ended = loop {
-            let limit = if backlog { depth } else { 1 };
-            let room = !broken && flights.in_flight.len() < limit;
-            if room && flights.schedule.waiting() > 0 && (freed || flights.in_flight.is_empty()) {
-                // Messages held back behind a batch that has landed go at
-                // once, with whatever else has arrived.
-                freed = false;
-                broken = take_arrived(&mut consumer, &mut flights, max);
-                if flights.start_next(&hub, max, &shutdown) {
-                    continue;
+            // After each arrival and each landing: start what may go.
+            while !broken && depth.may_start(flights.in_flight.len(), flights.schedule.waiting()) {
+                broken = take_arrived(&mut consumer, &mut flights, most_waiting);
+                if broken || !flights.start_next(&hub, max, &shutdown) {
+                    break;
                 }
             }
+            // Messages keep arriving into the schedule while batches are in
+            // flight.
+            let room = !broken && flights.schedule.waiting() < most_waiting;
+            let wanted = most_waiting - flights.schedule.waiting().min(most_waiting);
             let event = match flights.in_flight.front_mut() {
-                None if room => Event::Taken(next_batch(&mut consumer, max, &mut shutdown).await),
+                None if room => {
+                    Event::Taken(next_batch(&mut consumer, wanted, &mut shutdown).await)
+                }
                 // The channel broke and everything taken has landed: reconnect.
                 None => break Handled::BrokerLost,
                 Some(oldest) if room => tokio::select! {
                     biased;
                     joined = &mut oldest.fates => Event::Landed(joined),
-                    next = next_batch(&mut consumer, max, &mut shutdown) => Event::Taken(next),
+                    next = next_batch(&mut consumer, wanted, &mut shutdown) => Event::Taken(next),
                 },
                 Some(oldest) => Event::Landed((&mut oldest.fates).await),
             };
@@ -248,10 +275,8 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                     deliveries,
                     broken: channel_broke,
                 }) => {
-                    backlog = deliveries.len() >= max;
                     broken = channel_broke;
                     flights.arrive(deliveries);
-                    flights.start_next(&hub, max, &shutdown);
                 }
                 Event::Taken(Next::Stopped) => {
                     // What is in flight lands first, then what waited for
@@ -269,8 +294,8 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                 // What is in flight commits or not; unacked, it comes again
                 // and the inbox knows what committed.
                 Event::Taken(Next::Lost) => break Handled::BrokerLost,
+                // Messages held back behind it may go now.
                 Event::Landed(joined) => {
-                    freed = true;
                     match flights
                         .land_oldest(joined, &hub, &rejections, &mut shutdown)
                         .await
@@ -295,11 +320,11 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
     }
 }
 
-/// Add what has already arrived to the waiting messages, without waiting;
-/// true when the consumer failed right after it.
-fn take_arrived(consumer: &mut Consumer, flights: &mut Flights, max: usize) -> bool {
+/// Add what has already arrived to the waiting messages, without waiting,
+/// up to `most_waiting` in all; true when the consumer failed right after it.
+fn take_arrived(consumer: &mut Consumer, flights: &mut Flights, most_waiting: usize) -> bool {
     let mut deliveries = Vec::new();
-    let room = max.saturating_sub(flights.schedule.waiting());
+    let room = most_waiting.saturating_sub(flights.schedule.waiting());
     let broken = arrived(consumer, &mut deliveries, room);
     flights.arrive(deliveries);
     broken
@@ -623,4 +648,33 @@ fn envelope_names(body: &[u8]) -> (Option<String>, Option<String>) {
             .map(|s| s.chars().take(256).collect::<String>())
     };
     (field("source"), field("type"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Depth;
+
+    const DEPTH: Depth = Depth { most: 2, from: 128 };
+
+    #[test]
+    fn with_nothing_in_flight_one_message_starts_a_batch() {
+        assert!(DEPTH.may_start(0, 1));
+        assert!(!DEPTH.may_start(0, 0));
+    }
+
+    #[test]
+    fn beside_a_batch_in_flight_a_batch_starts_only_once_enough_wait() {
+        assert!(!DEPTH.may_start(1, 1));
+        assert!(!DEPTH.may_start(1, 127));
+        assert!(DEPTH.may_start(1, 128));
+        assert!(DEPTH.may_start(1, 512));
+    }
+
+    #[test]
+    fn never_more_in_flight_than_the_pipeline_allows() {
+        assert!(!DEPTH.may_start(2, 512));
+        let one_at_a_time = Depth { most: 1, from: 1 };
+        assert!(!one_at_a_time.may_start(1, 512));
+        assert!(one_at_a_time.may_start(0, 1));
+    }
 }

@@ -35,9 +35,12 @@ pub struct AmqpSettings {
     /// Consumers in one process, each with its own channel and transaction:
     /// while one batch commits, the next is being applied.
     pub consumers: u16,
-    /// Batches one consumer applies at once while a backlog lasts (each in
-    /// its own transaction, settled in order); 1: one at a time.
+    /// The most batches one consumer applies at once (each in its own
+    /// transaction, settled in order); 1: one at a time.
     pub pipeline: u16,
+    /// Messages waiting while a batch is in flight that start the next batch
+    /// beside it (up to `pipeline`); `batch` when it is lower.
+    pub pipeline_from: u16,
     /// The hub rejects a message as `poison` once `x-delivery-count` reaches this.
     pub poison_after: u32,
     /// The broker's own last-resort limit (`x-delivery-limit`); above `poison_after`.
@@ -86,6 +89,11 @@ impl AmqpSettings {
         ensure(self.batch >= 1, "amqp.batch", "must be at least 1")?;
         ensure(self.consumers >= 1, "amqp.consumers", "must be at least 1")?;
         ensure(self.pipeline >= 1, "amqp.pipeline", "must be at least 1")?;
+        ensure(
+            self.pipeline_from >= 1,
+            "amqp.pipeline_from",
+            "must be at least 1",
+        )?;
         ensure(
             self.poison_after >= 1,
             "amqp.poison_after",
@@ -264,6 +272,7 @@ impl fmt::Debug for AmqpSettings {
             .field("batch", &self.batch)
             .field("consumers", &self.consumers)
             .field("pipeline", &self.pipeline)
+            .field("pipeline_from", &self.pipeline_from)
             .finish_non_exhaustive()
     }
 }
