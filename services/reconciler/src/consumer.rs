@@ -35,6 +35,10 @@ use tracing::{info, warn};
 /// is taken for dead.
 const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How often a consumer looks at what has arrived while a batch is in
+/// flight beside which another may go (`amqp.pipeline_from`).
+const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// The most people one batch names (as its messages say: a registration's
 /// earlier members come on top), so that its transaction locks each person
 /// and not whole regions, which would make every other batch wait for it
@@ -253,20 +257,34 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                     break;
                 }
             }
-            // Messages keep arriving into the schedule while batches are in
-            // flight.
             let room = !broken && flights.schedule.waiting() < most_waiting;
-            let wanted = most_waiting - flights.schedule.waiting().min(most_waiting);
+            // While a batch is in flight and another may go beside it, what
+            // has arrived is looked at every `LOOK_EVERY`, not at each
+            // delivery: waking for every delivery took the cores from the
+            // batch in flight (p50 at 1,000 msg/s 2–5 ms higher).
+            let look = room && flights.in_flight.len() < depth.most;
             let event = match flights.in_flight.front_mut() {
                 None if room => {
+                    let wanted = most_waiting - flights.schedule.waiting();
                     Event::Taken(next_batch(&mut consumer, wanted, &mut shutdown).await)
                 }
                 // The channel broke and everything taken has landed: reconnect.
                 None => break Handled::BrokerLost,
-                Some(oldest) if room => tokio::select! {
+                Some(_) if look && *shutdown.borrow() => Event::Taken(Next::Stopped),
+                Some(oldest) if look => tokio::select! {
                     biased;
                     joined = &mut oldest.fates => Event::Landed(joined),
-                    next = next_batch(&mut consumer, wanted, &mut shutdown) => Event::Taken(next),
+                    changed = shutdown.changed() => {
+                        if changed.is_err() || *shutdown.borrow() {
+                            Event::Taken(Next::Stopped)
+                        } else {
+                            continue;
+                        }
+                    }
+                    () = tokio::time::sleep(LOOK_EVERY) => {
+                        broken = take_arrived(&mut consumer, &mut flights, most_waiting);
+                        continue;
+                    }
                 },
                 Some(oldest) => Event::Landed((&mut oldest.fates).await),
             };
