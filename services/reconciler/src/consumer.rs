@@ -11,6 +11,7 @@
 use crate::amqp::{self, PublishError};
 use crate::hub::{Fate, Hub, ProcessError};
 use crate::ledger::Ledger;
+use crate::pipeline::Depth;
 use crate::schedule::Schedule;
 use crate::store;
 use crate::store::locks::MOST_PERSON_LOCKS;
@@ -165,28 +166,6 @@ impl Flights {
     }
 }
 
-/// How many batches one consumer applies at once.
-#[derive(Clone, Copy, Debug)]
-struct Depth {
-    /// The most in flight (`amqp.pipeline`).
-    most: usize,
-    /// Messages waiting that start a batch beside one in flight
-    /// (`amqp.pipeline_from`, at most a batch).
-    from: usize,
-}
-
-impl Depth {
-    /// Whether a batch may start, with `in_flight` batches in flight and
-    /// `waiting` messages waiting: at once when none is in flight, beside
-    /// others only once enough wait that a batch more is worth its
-    /// transaction. At a steady rate the one batch in flight takes what
-    /// arrived meanwhile when it lands; a backlog, or a rate it cannot keep
-    /// up with, fills `from` and starts the next.
-    fn may_start(self, in_flight: usize, waiting: usize) -> bool {
-        waiting > 0 && (in_flight == 0 || (in_flight < self.most && waiting >= self.from))
-    }
-}
-
 /// What the consumer waited for.
 enum Event {
     /// A batch taken from the queue (or why none was).
@@ -249,13 +228,20 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
             ledger: Ledger::default(),
         };
         let mut broken = false;
+        // Every waiting message is held back behind a batch in flight, and
+        // nothing has arrived or landed since: trying again is no use.
+        let mut held = false;
         let ended = loop {
             // After each arrival and each landing: start what may go.
-            while !broken && depth.may_start(flights.in_flight.len(), flights.schedule.waiting()) {
+            while !broken
+                && !held
+                && depth.may_start(flights.in_flight.len(), flights.schedule.waiting())
+            {
                 broken = take_arrived(&mut consumer, &mut flights, most_waiting);
-                if broken || !flights.start_next(&hub, max, &shutdown) {
+                if broken {
                     break;
                 }
+                held = !flights.start_next(&hub, max, &shutdown);
             }
             let room = !broken && flights.schedule.waiting() < most_waiting;
             // While a batch is in flight and another may go beside it, what
@@ -282,7 +268,9 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                         }
                     }
                     () = tokio::time::sleep(LOOK_EVERY) => {
+                        let waiting = flights.schedule.waiting();
                         broken = take_arrived(&mut consumer, &mut flights, most_waiting);
+                        held &= flights.schedule.waiting() == waiting;
                         continue;
                     }
                 },
@@ -294,6 +282,7 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                     broken: channel_broke,
                 }) => {
                     broken = channel_broke;
+                    held = false;
                     flights.arrive(deliveries);
                 }
                 Event::Taken(Next::Stopped) => {
@@ -314,6 +303,7 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
                 Event::Taken(Next::Lost) => break Handled::BrokerLost,
                 // Messages held back behind it may go now.
                 Event::Landed(joined) => {
+                    held = false;
                     match flights
                         .land_oldest(joined, &hub, &rejections, &mut shutdown)
                         .await
@@ -666,33 +656,4 @@ fn envelope_names(body: &[u8]) -> (Option<String>, Option<String>) {
             .map(|s| s.chars().take(256).collect::<String>())
     };
     (field("source"), field("type"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Depth;
-
-    const DEPTH: Depth = Depth { most: 2, from: 128 };
-
-    #[test]
-    fn with_nothing_in_flight_one_message_starts_a_batch() {
-        assert!(DEPTH.may_start(0, 1));
-        assert!(!DEPTH.may_start(0, 0));
-    }
-
-    #[test]
-    fn beside_a_batch_in_flight_a_batch_starts_only_once_enough_wait() {
-        assert!(!DEPTH.may_start(1, 1));
-        assert!(!DEPTH.may_start(1, 127));
-        assert!(DEPTH.may_start(1, 128));
-        assert!(DEPTH.may_start(1, 512));
-    }
-
-    #[test]
-    fn never_more_in_flight_than_the_pipeline_allows() {
-        assert!(!DEPTH.may_start(2, 512));
-        let one_at_a_time = Depth { most: 1, from: 1 };
-        assert!(!one_at_a_time.may_start(1, 512));
-        assert!(one_at_a_time.may_start(0, 1));
-    }
 }

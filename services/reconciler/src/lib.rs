@@ -11,6 +11,7 @@ pub mod fold;
 pub mod hub;
 pub mod ledger;
 pub mod metrics;
+pub mod pipeline;
 pub mod relay;
 pub mod replay;
 pub mod retention;
