@@ -916,9 +916,11 @@ impl OneLockHeld {
     }
 
     /// Whether a transaction of the hub waits on a lock.
+    /// (`pg_locks` is the whole server's: only this test's database counts.)
     async fn hub_waits(&self) -> bool {
         sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)",
+            "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted)",
         )
         .fetch_one(&self.pool)
         .await

@@ -218,10 +218,7 @@ pub async fn run(hub: Arc<Hub>, processed: Arc<Notify>, mut shutdown: watch::Rec
         // messages held back behind a batch in flight must not keep out
         // those that could go beside it.
         let most_waiting = usize::from(settings.prefetch).max(max);
-        let depth = Depth {
-            most: usize::from(settings.pipeline.max(1)),
-            from: usize::from(settings.pipeline_from.max(1)).min(max),
-        };
+        let depth = Depth::new(settings.pipeline, settings.pipeline_from, max);
         let mut flights = Flights {
             in_flight: VecDeque::new(),
             schedule: std::mem::take(&mut schedule),

@@ -12,6 +12,16 @@ pub struct Depth {
 }
 
 impl Depth {
+    /// From `amqp.pipeline` and `amqp.pipeline_from`, for batches of at most
+    /// `batch` messages: at least one in flight, and never more waiting asked
+    /// for than a batch holds (or a second batch would never go).
+    pub fn new(pipeline: u16, pipeline_from: u16, batch: usize) -> Self {
+        Self {
+            most: usize::from(pipeline.max(1)),
+            from: usize::from(pipeline_from.max(1)).min(batch.max(1)),
+        }
+    }
+
     /// Whether a batch may start, with `in_flight` batches in flight and
     /// `waiting` messages waiting: at once when none is in flight, beside
     /// others only once enough wait that a batch more is worth its
@@ -41,6 +51,13 @@ mod tests {
         assert!(!DEPTH.may_start(1, 127));
         assert!(DEPTH.may_start(1, 128));
         assert!(DEPTH.may_start(1, 512));
+    }
+
+    #[test]
+    fn a_threshold_above_the_batch_size_is_the_batch_size() {
+        let depth = Depth::new(2, 128, 1);
+        assert!(depth.may_start(1, 1));
+        assert_eq!(Depth::new(0, 0, 512).most, 1);
     }
 
     #[test]
