@@ -8,6 +8,10 @@
 # or mounts a file for --config.
 
 FROM rust:1.95-slim-bookworm AS build
+# jemalloc, the binary's allocator, is built with make.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The cache mounts keep crates and build outputs between builds.
 COPY Cargo.toml Cargo.lock ./

@@ -1201,3 +1201,49 @@ async fn one_relay_publishes_and_another_takes_over_when_it_stops() {
     waiting.stop().await;
     fixture.db.drop_database().await;
 }
+
+/// A backlog in the outbox of several reads (after the broker was away,
+/// say) leaves whole, in outbox order, and the outbox ends empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_publishes_a_backlog_of_several_reads_whole_and_in_order() {
+    const ROWS: usize = 2_600;
+    let fixture = Fixture::new().await;
+    let pool = fixture.db.pool().await;
+    dynzero_reconciler::service::MIGRATOR
+        .run(&pool)
+        .await
+        .expect("migrations");
+    sqlx::query(
+        "INSERT INTO outbox (stream, routing_key, message_id, body) \
+         SELECT 'households', 'backlog.' || n, 'backlog-' || n, convert_to('{\"n\":' || n || '}', 'UTF8') \
+         FROM generate_series(1, $1) n",
+    )
+    .bind(ROWS as i32)
+    .execute(&pool)
+    .await
+    .expect("outbox backlog");
+    let hub = fixture.start().await;
+    let taken = fixture
+        .broker
+        .drain(
+            &fixture.states,
+            |taken| taken.len() >= ROWS,
+            Duration::from_secs(120),
+        )
+        .await;
+    let keys: Vec<String> = taken.iter().map(|d| d.routing_key.to_string()).collect();
+    let expected: Vec<String> = (1..=ROWS).map(|n| format!("backlog.{n}")).collect();
+    assert_eq!(keys.len(), ROWS, "every row of the backlog is published");
+    assert!(keys == expected, "in outbox order");
+    eventually(Duration::from_secs(30), "the outbox is empty", || async {
+        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        (left == 0).then_some(())
+    })
+    .await;
+    hub.stop().await;
+    pool.close().await;
+    fixture.db.drop_database().await;
+}

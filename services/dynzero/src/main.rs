@@ -21,6 +21,13 @@ mod tokens;
 
 use config::Config;
 
+/// The hub allocates and frees many small values for each message (parsed
+/// events, rows, rendered outputs) on two threads; glibc's malloc and free
+/// took about a sixth of its CPU in a backfill, and jemalloc raised the
+/// sustained rate by about 7 % (BENCHMARKS.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "dynzero", about = "零就业家庭动态为零 — the integration hub")]
 struct Cli {
