@@ -9,6 +9,7 @@ use crate::store;
 use dynzero_contracts::outbound::Stream;
 use dynzero_runtime::backoff::{self, Reconnect};
 use dynzero_runtime::is_transient;
+use futures_util::future;
 use lapin::Channel;
 use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 use std::sync::Arc;
@@ -197,7 +198,11 @@ async fn relay_batch(
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut confirms = Vec::with_capacity(rows.len());
+    // Each publish hands its frames to the connection's I/O thread when it
+    // is first polled, then waits until they are written. Polling each
+    // once, in outbox order, and waiting for the writes together costs one
+    // hand-over a batch instead of one a row.
+    let mut sends = Vec::with_capacity(rows.len());
     let mut seqs = Vec::with_capacity(rows.len());
     for row in &rows {
         let stream: &str = row.get("stream");
@@ -217,18 +222,25 @@ async fn relay_batch(
                 routing_key.split('.').next().unwrap_or_default()
             )
         };
-        let confirm = channel
-            .basic_publish(
-                exchange.as_str().into(),
-                routing_key.into(),
-                Default::default(),
-                body,
-                amqp::output_properties(message_id, Some(&event_type), traceparent),
-            )
-            .await
-            .map_err(amqp::PublishError::from)?;
-        confirms.push(confirm);
+        let mut send = Box::pin(future::maybe_done(channel.basic_publish(
+            exchange.as_str().into(),
+            routing_key.into(),
+            Default::default(),
+            body,
+            amqp::output_properties(message_id, Some(&event_type), traceparent),
+        )));
+        let _ = futures_util::poll!(send.as_mut());
+        sends.push(send);
         seqs.push(row.get::<i64, _>("seq"));
+    }
+    let mut confirms = Vec::with_capacity(sends.len());
+    for mut send in sends {
+        send.as_mut().await;
+        let sent = send
+            .as_mut()
+            .take_output()
+            .expect("a send awaited to its end has its output");
+        confirms.push(sent.map_err(amqp::PublishError::from)?);
     }
     for confirm in confirms {
         if confirm.await.map_err(amqp::PublishError::from)?.is_nack() {
